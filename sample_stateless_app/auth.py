@@ -1,0 +1,126 @@
+"""Log in, log out, the account page and the avatar."""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import quote
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from sqlalchemy import select
+from werkzeug.security import check_password_hash
+
+from .db import Order, User, get_db
+from .names import clean_filename, stream_size
+from .stores import bucket, s3_client
+
+bp = Blueprint("auth", __name__)
+
+
+def login_required(view):
+    """Send an anonymous visitor to the login page, remembering where they were going."""
+
+    @functools.wraps(view)
+    def wrapped(**kwargs):
+        if "user_id" not in session:
+            return redirect(url_for("auth.login", next=request.path))
+        return view(**kwargs)
+
+    return wrapped
+
+
+def current_user() -> User | None:
+    user_id = session.get("user_id")
+    return get_db().get(User, user_id) if user_id is not None else None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "POST":
+        username = request.form.get("username", "")
+        user = get_db().scalar(select(User).where(User.username == username))
+        password = request.form.get("password", "")
+        if user is None or not check_password_hash(user.password_hash, password):
+            flash("Wrong user name or password.")
+            return render_template("login.html"), 401
+        # A new session id at login: a sid planted before login is worth nothing after it.
+        current_app.session_interface.regenerate(session)
+        session.clear()
+        session.permanent = True
+        session["user_id"] = user.id
+        session["username"] = user.username
+        target = request.args.get("next", "")
+        # Only same-site paths: never redirect to another host.
+        return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+    return render_template("login.html")
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("shop.catalog"))
+
+
+@bp.get("/account")
+@login_required
+def account():
+    user = current_user()
+    orders = get_db().scalars(
+        select(Order).where(Order.user_id == user.id).order_by(Order.id.desc())
+    ).all()
+    return render_template(
+        "account.html", user=user, orders=orders, has_avatar=bool(user.avatar_key)
+    )
+
+
+@bp.post("/account/avatar")
+@login_required
+def upload_avatar():
+    upload = request.files.get("avatar")
+    if upload is None or not upload.filename:
+        abort(400, "Choose a file to upload as your avatar.")
+    filename = clean_filename(upload.filename)
+    if stream_size(upload.stream) > current_app.config["AVATAR_MAX_BYTES"]:
+        abort(413)
+    user = current_user()
+    key = f"avatars/{user.id}/{filename}"
+    # The avatar goes to object storage, where every instance finds it.
+    s3_client().upload_fileobj(
+        upload.stream, bucket(), key, ExtraArgs={"ContentType": upload.mimetype}
+    )
+    user.avatar_key = key
+    get_db().commit()
+    return redirect(url_for("auth.account"))
+
+
+@bp.get("/account/avatar")
+@login_required
+def avatar():
+    user = current_user()
+    if not user.avatar_key:
+        abort(404, "No avatar uploaded yet.")
+    return stream_object(user.avatar_key)
+
+
+def stream_object(key: str, download_name: str | None = None) -> Response:
+    """Send an object's bytes from storage, streamed, never held whole in memory."""
+    try:
+        obj = s3_client().get_object(Bucket=bucket(), Key=key)
+    except s3_client().exceptions.NoSuchKey:
+        abort(404, "That file is gone from storage.")
+    headers = {"Content-Length": str(obj["ContentLength"])}
+    if download_name:
+        headers["Content-Disposition"] = f"inline; filename*=UTF-8''{quote(download_name)}"
+    return Response(
+        obj["Body"].iter_chunks(64 * 1024), mimetype=obj.get("ContentType"), headers=headers
+    )

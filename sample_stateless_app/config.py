@@ -1,0 +1,49 @@
+"""Configuration: one table of defaults, then `.env`, then the environment (12-factor)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dotenv import dotenv_values
+
+DEFAULTS: dict[str, Any] = {
+    "SECRET_KEY": None,  # required: every instance must sign with the same key
+    "DATABASE_URL": None,  # required: the shared database
+    "REDIS_URL": None,  # required: sessions, carts, counters, upload state, the mail queue
+    "S3_ENDPOINT_URL": None,  # None: AWS S3 itself
+    "S3_BUCKET": "shop",
+    "SESSION_TYPE": "redis",
+    "SESSION_PERMANENT": True,
+    "PERMANENT_SESSION_LIFETIME": 7 * 24 * 3600,
+    "MAX_CONTENT_LENGTH": 6 * 1024 * 1024,  # one 5 MiB chunk plus headers
+    "AVATAR_MAX_BYTES": 1024 * 1024,
+    "INSTANCE_NAME": None,
+}
+REQUIRED = {
+    "SECRET_KEY": "set one shared random value in the environment or .env "
+    "(python -c 'import secrets; print(secrets.token_hex(32))')",
+    "REDIS_URL": "point it at the shared Redis, e.g. redis://127.0.0.1:6379/0",
+    "DATABASE_URL": "point it at the shared database, e.g. postgresql+psycopg://host/shop",
+}
+DEV_SECRETS = {"dev", "development", "secret", "changeme", "change-me"}
+INTS = {"PERMANENT_SESSION_LIFETIME", "MAX_CONTENT_LENGTH", "AVATAR_MAX_BYTES"}
+
+
+def load_config() -> dict[str, Any]:
+    """Defaults, overridden by `.env` (or the file in ENV_FILE), overridden by the environment."""
+    file_values = dotenv_values(os.environ.get("ENV_FILE", ".env"))
+    config: dict[str, Any] = {}
+    for key, default in DEFAULTS.items():
+        value = os.environ.get(key, file_values.get(key, default))
+        config[key] = int(value) if key in INTS and value is not None else value
+    return config
+
+
+def check_required(config: dict[str, Any]) -> None:
+    """Refuse to start without shared settings: a per-process default would split the cluster."""
+    for key, why in REQUIRED.items():
+        if not config.get(key):
+            raise RuntimeError(f"{key} is not set: {why}")
+    if config["SECRET_KEY"] in DEV_SECRETS:
+        raise RuntimeError(f"SECRET_KEY is a development value: {REQUIRED['SECRET_KEY']}")

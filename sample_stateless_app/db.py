@@ -1,0 +1,116 @@
+"""Users, products and orders in SQL (SQLAlchemy); the schema is managed by alembic."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Flask, current_app, g
+from sqlalchemy import DateTime, ForeignKey, Integer, String, create_engine, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from werkzeug.security import generate_password_hash
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    avatar_key: Mapped[str | None] = mapped_column(String(512))
+
+
+class Product(Base):
+    __tablename__ = "products"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(String(500))
+    price_cents: Mapped[int] = mapped_column(Integer)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    total_cents: Mapped[int] = mapped_column(Integer)
+    confirmation_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class OrderItem(Base):
+    __tablename__ = "order_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    price_cents: Mapped[int] = mapped_column(Integer)
+
+
+class File(Base):
+    __tablename__ = "files"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(512))
+
+
+PRODUCTS = [
+    ("Espresso cup", "A thick-walled cup that keeps a double warm.", 1200),
+    ("Pour-over kettle", "Gooseneck spout, 1 litre.", 4500),
+    ("Hand grinder", "Ceramic burrs, 30 settings.", 6900),
+    ("Filter papers", "Pack of 100, unbleached.", 600),
+    ("Bean tin", "Airtight, holds 250 g.", 1800),
+    ("Barista apron", "Waxed canvas with leather straps.", 3900),
+]
+USERS = [("alice", "wonderland"), ("bob", "builder")]
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets a busy timeout so two instances can share the file."""
+    args = {"timeout": 15, "check_same_thread": False} if url.startswith("sqlite") else {}
+    return create_engine(url, connect_args=args, pool_pre_ping=True)
+
+
+def seed(engine: Engine) -> None:
+    """Add the demo users and products when the tables are empty."""
+    with Session(engine) as s, s.begin():
+        if s.scalar(select(User.id).limit(1)) is None:
+            s.add_all(User(username=u, password_hash=generate_password_hash(p)) for u, p in USERS)
+        if s.scalar(select(Product.id).limit(1)) is None:
+            s.add_all(Product(name=n, description=d, price_cents=c) for n, d, c in PRODUCTS)
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with alembic, then add the demo data if missing.
+
+    Run once before the instances start (never by each instance: two would race). A database
+    the before-app created without alembic is stamped at 0001 first, not recreated.
+    """
+    from .migrations import upgrade_database
+
+    upgrade_database(url, revision)
+    engine = make_engine(url)
+    seed(engine)
+    engine.dispose()
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["db_engine"] = make_engine(app.config["DATABASE_URL"])
+    app.teardown_appcontext(close_db)
+
+
+def get_db() -> Session:
+    """The request's database session."""
+    if "db" not in g:
+        g.db = Session(current_app.extensions["db_engine"], expire_on_commit=False)
+    return g.db
+
+
+def close_db(exc: BaseException | None = None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()

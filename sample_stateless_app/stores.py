@@ -1,0 +1,77 @@
+"""The shared stores this shop keeps its state in: one Redis and one S3 bucket."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import botocore.exceptions
+import redis
+import redis.cluster
+from botocore.config import Config
+from flask import Flask, current_app
+
+# Errors that mean "a shared store is unreachable right now" (a 503, not a bug).
+UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ReadTimeoutError,
+)
+
+
+def init_app(app: Flask) -> None:
+    """Create the clients once per process; every instance points at the same stores."""
+    url = app.config["REDIS_URL"]
+    # A Redis Cluster: a redis+cluster:// URL or REDIS_CLUSTER=1.
+    cluster = url.split("://")[0].endswith("+cluster") or (
+        str(app.config.get("REDIS_CLUSTER", os.environ.get("REDIS_CLUSTER", ""))) in ("1", "true")
+    )
+    client = redis.cluster.RedisCluster if cluster else redis.Redis
+    app.extensions["redis"] = client.from_url(
+        url.replace("+cluster", "", 1), socket_timeout=5, socket_connect_timeout=2
+    )
+    app.extensions["s3"] = boto3.client(
+        "s3",
+        endpoint_url=app.config["S3_ENDPOINT_URL"],
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=2,
+            read_timeout=30,
+        ),
+    )
+
+
+def redis_client(app: Flask | None = None) -> redis.Redis:
+    return (app or current_app).extensions["redis"]
+
+
+def s3_client():
+    return current_app.extensions["s3"]
+
+
+def bucket() -> str:
+    return current_app.config["S3_BUCKET"]
+
+
+# Atomic, so two instances adopting the same session at once add the cart only once. The marker
+# key's hash tag puts it in the cart's slot, so this runs on a Redis Cluster too.
+_ADOPT_CART = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+"""
+
+
+def adopt_cart(session) -> None:
+    """Move the cart a migrated before-shop session carries into ``cart:<user_id>``."""
+    cart = session.pop("cart") or {}
+    if session.get("user_id") is None or not cart:
+        return
+    key = f"cart:{session['user_id']}"
+    args = [int(current_app.permanent_session_lifetime.total_seconds())]
+    for product_id, quantity in cart.items():
+        args += [str(product_id), int(quantity)]
+    redis_client().eval(_ADOPT_CART, 2, key, f"{{{key}}}:adopted:{session.sid}", *args)

@@ -1,0 +1,136 @@
+"""Shared fixtures: embedded real stores, a fresh database per test, and the Flask tutorial's
+``app`` / ``client`` / ``auth`` fixtures, run against both shops."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+def _postgres_base() -> str | None:
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url.startswith("postgresql") else None
+
+
+@pytest.fixture
+def database_factory(tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Makes fresh, empty databases: new PostgreSQL databases when DATABASE_URL points at a
+    PostgreSQL server (CI), else SQLite files in the test's temporary folder."""
+    base = _postgres_base()
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"migrate_test_{uuid.uuid4().hex[:12]}"
+        if base is None:
+            return f"sqlite:///{tmp_path / (name + '.db')}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+    admin = create_engine(base, isolation_level="AUTOCOMMIT") if base else None
+    yield make
+    if admin is not None:
+        with admin.connect() as conn:
+            for name in made:
+                conn.execute(
+                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = :n"),
+                    {"n": name},
+                )
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(database_factory: Callable[[], str]) -> str:
+    """A fresh, empty database for this test."""
+    return database_factory()
+
+
+@pytest.fixture(scope="session")
+def store_set(tmp_path_factory: pytest.TempPathFactory):
+    """One embedded Redis and one embedded S3 server (rclone serve s3) for the whole run."""
+    from migrate.stores import start_stores
+
+    with start_stores(tmp_path_factory.mktemp("stores")) as started:
+        yield started
+
+
+@pytest.fixture
+def stores(store_set, database_url: str):
+    """The embedded stores with an empty Redis and a fresh database for this test."""
+    import dataclasses
+
+    import redis
+
+    redis.Redis.from_url(store_set.stores.redis_url).flushall()
+    return dataclasses.replace(store_set.stores, database_url=database_url)
+
+
+def make_app(kind: str, request: pytest.FixtureRequest, tmp_path: Path, database_url: str):
+    """Create one shop for ``test_client()`` use, on real stores where it needs them."""
+    if kind == "stateful":
+        from sample_stateful_app import create_app
+        from sample_stateful_app.db import init_db
+
+        init_db(database_url)
+        return create_app(
+            {"TESTING": True, "DATABASE_URL": database_url, "UPLOAD_FOLDER": str(tmp_path / "up")}
+        )
+    from sample_stateless_app import create_app
+    from sample_stateless_app.db import upgrade
+
+    stores = request.getfixturevalue("stores")
+    env = stores.app_env()
+    upgrade(database_url)
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": SECRET,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": env["REDIS_URL"],
+            "S3_ENDPOINT_URL": env["S3_ENDPOINT_URL"],
+            "S3_BUCKET": env["S3_BUCKET"],
+        }
+    )
+
+
+@pytest.fixture(params=["stateful", "stateless"])
+def app(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, monkeypatch):
+    """Each shop in turn (both must behave the same)."""
+    if request.param == "stateless":
+        env = request.getfixturevalue("stores").app_env()
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            monkeypatch.setenv(key, env[key])
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    return make_app(request.param, request, tmp_path, database_url)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class AuthActions:
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def login(self, username: str = "alice", password: str = "wonderland"):
+        return self._client.post("/login", data={"username": username, "password": password})
+
+    def logout(self):
+        return self._client.post("/logout")
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    return AuthActions(client)

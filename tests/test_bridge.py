@@ -1,0 +1,244 @@
+"""migrate.bridge in the before-shop, over real HTTP: the token, the export stream, dual-write,
+and the after-shop picking up a migrated session (cart included) under the same cookie."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+import requests
+from click.testing import CliRunner
+from markupsafe import Markup
+
+from migrate.cli import cli
+from tests import test_sessions_support as support
+
+redis_server, fresh_redis = support.redis_server, support.fresh_redis
+TOKEN = "bridge-token-0123456789"
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def start_before(tmp_path: Path):
+    """Serve before-shops over HTTP; each call makes one with the given config."""
+    servers: list[support.HttpServer] = []
+
+    def start(**config) -> tuple[support.HttpServer, object]:
+        app = support.before_app(tmp_path / f"before{len(servers)}", **config)
+        server = support.HttpServer(app)
+        servers.append(server)
+        return server, app
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def shopper(url: str, user: str = "alice", password: str = "wonderland") -> requests.Session:
+    """A browser that logged in and filled its cart on ``url``."""
+    browser = requests.Session()
+    assert browser.post(url + "/login", data={"username": user, "password": password},
+                        allow_redirects=False).status_code == 302
+    for product, quantity in ((1, 1), (2, 2)):
+        browser.post(url + "/cart/add", data={"product_id": product, "quantity": quantity},
+                     allow_redirects=False)
+    assert support.cart_lines(browser.get(url + "/cart").text) == {1: 1, 2: 2}
+    return browser
+
+
+def test_without_a_token_configured_there_is_no_bridge(start_before, fresh_redis):
+    server, _ = start_before()
+    shopper(server.url)
+    assert requests.get(server.url + "/_migrate/sessions").status_code == 404
+    code, out = run("export-sessions", "--from", server.url, "--redis", fresh_redis.url,
+                    "--token", TOKEN)
+    assert code == 2 and "no session bridge at" in out and "MIGRATE_BRIDGE_TOKEN" in out
+
+
+def test_a_missing_or_wrong_token_gets_401(start_before, fresh_redis):
+    server, _ = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN)
+    shopper(server.url)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        response = requests.get(server.url + "/_migrate/sessions", headers=headers)
+        assert response.status_code == 401 and "session" not in response.text.split()[0]
+    code, out = run("export-sessions", "--from", server.url, "--redis", fresh_redis.url,
+                    "--token", "wrong")
+    assert code == 2 and "refused the token (HTTP 401)" in out
+    assert fresh_redis.client.dbsize() == 0
+
+
+def test_export_from_two_instances_then_the_after_shop_continues(start_before, fresh_redis,
+                                                                 tmp_path):
+    first, _ = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN)
+    second, _ = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN)
+    alice, bob = shopper(first.url), shopper(second.url, "bob", "builder")
+    code, out = run("export-sessions", "--from", first.url, "--from", second.url,
+                    "--redis", fresh_redis.url, "--token", TOKEN, "--json")
+    result = json.loads(out)
+    assert code == 0 and (result["read"], result["written"]) == (2, 2), out
+    for sid in (alice.cookies["session"], bob.cookies["session"]):
+        assert sid not in out
+    assert run("verify", "sessions", "--from", first.url, "--from", second.url,
+               "--redis", fresh_redis.url, "--token", TOKEN)[0] == 0
+
+    after = support.HttpServer(support.after_app(tmp_path, fresh_redis.url))
+    try:
+        for browser, name in ((alice, "alice"), (bob, "bob")):
+            page = browser.get(after.url + "/cart", allow_redirects=False)
+            assert page.status_code == 200, "the migrated user had to log in again"
+            assert f'id="user">{name}<' in page.text
+            assert support.cart_lines(page.text) == {1: 1, 2: 2}
+            # The cart moved to the after-shop's Redis hash, once, and left the session.
+            browser.post(after.url + "/cart/add", data={"product_id": 1, "quantity": 1})
+            assert support.cart_lines(browser.get(after.url + "/cart").text) == {1: 2, 2: 2}
+        assert fresh_redis.client.hgetall("cart:1") == {b"1": b"2", b"2": b"2"}
+        stored = msgspec.msgpack.decode(fresh_redis.client.get(
+            "session:" + alice.cookies["session"]))
+        assert "cart" not in stored and stored["_permanent"] is True
+    finally:
+        after.stop()
+
+
+def test_dual_write_keeps_redis_current_after_the_export(start_before, fresh_redis):
+    server, _ = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN, MIGRATE_BRIDGE_REDIS_URL=fresh_redis.url)
+    alice = shopper(server.url)
+    code, out = run("export-sessions", "--from", server.url, "--redis", fresh_redis.url,
+                    "--token", TOKEN, "--json")
+    # The bridge had already mirrored the session: the export finds it there and keeps it.
+    assert code == 0 and json.loads(out)["skipped"] == 1
+    alice.post(server.url + "/cart/add", data={"product_id": 3, "quantity": 4})
+    key = "session:" + alice.cookies["session"]
+    assert msgspec.msgpack.decode(fresh_redis.client.get(key))["cart"] == {"1": 1, "2": 2, "3": 4}
+    assert 7 * 24 * 3600 - 10 < fresh_redis.client.ttl(key)
+
+
+def test_a_logout_during_the_export_is_not_undone(start_before, fresh_redis, tmp_path):
+    server, _ = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN, MIGRATE_BRIDGE_REDIS_URL=fresh_redis.url)
+    alice = shopper(server.url)
+    # The export read the session (a saved stream is that snapshot) ...
+    snapshot = tmp_path / "stream.ndjson"
+    snapshot.write_bytes(requests.get(server.url + "/_migrate/sessions",
+                                      headers={"Authorization": f"Bearer {TOKEN}"}).content)
+    fresh_redis.client.flushall()
+    # ... then the user logged out before the export wrote it.
+    alice.post(server.url + "/logout")
+    code, out = run("export-sessions", "--from", str(snapshot), "--redis", fresh_redis.url,
+                    "--json")
+    assert json.loads(out)["skipped"] == 1
+    stored = fresh_redis.client.get("session:" + alice.cookies.get("session", "")) or b""
+    assert "user_id" not in (msgspec.msgpack.decode(stored) if stored else {})
+
+
+def test_a_session_flask_session_cannot_store_is_reported_not_written(start_before, fresh_redis):
+    server, app = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN)
+    shopper(server.url)
+    cache = app.session_interface.cache
+    cache.set("session:markup-sid", {"_permanent": True, "note": Markup("<i>x</i>")}, 600)
+    # SimpleCache keeps an expired session until it prunes: the export must skip it.
+    cache._cache["session:expired-sid"] = (int(time.time()) - 5, pickle.dumps({"a": 1}))
+    code, out = run("export-sessions", "--from", server.url, "--redis", fresh_redis.url,
+                    "--token", TOKEN)
+    assert code == 1
+    assert "cannot store it: Encoding objects of type Markup is unsupported" in out
+    assert "markup-sid" not in out and "<i>x</i>" not in out
+    assert fresh_redis.client.exists("session:markup-sid") == 0
+    assert fresh_redis.client.exists("session:expired-sid") == 0
+
+
+def bridge_app(tmp_path: Path, cache, **bridge_options):
+    """A minimal Flask-Session cachelib app with the bridge (no shop around it)."""
+    from flask import Flask, session
+    from flask_session import Session
+
+    from migrate.bridge import MigrationBridge
+
+    app = Flask("plain")
+    app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=cache)
+    Session(app)
+    MigrationBridge(app, token=TOKEN, **bridge_options)
+
+    @app.post("/login/<int:user_id>")
+    def login(user_id: int):
+        session["user_id"] = user_id
+        return "ok"
+
+    return app
+
+
+def test_a_filesystem_cache_app_streams_digest_records(tmp_path):
+    from cachelib import FileSystemCache
+
+    from migrate.sessions import Record
+
+    app = bridge_app(tmp_path, FileSystemCache(str(tmp_path / "fs"), threshold=0))
+    client = app.test_client()
+    client.post("/login/3")
+    lines = client.get("/_migrate/sessions", headers={"Authorization": f"Bearer {TOKEN}"}).data
+    records = [msgspec.json.decode(line, type=Record) for line in lines.splitlines()]
+    assert records[-1].end and records[-1].count == 1
+    assert records[0].sid is None and len(records[0].digest) == 64 and records[0].pickle
+
+
+def test_a_custom_store_plugs_in_through_the_adapter(tmp_path, fresh_redis):
+    from cachelib import SimpleCache
+
+    from migrate.sessions import Record
+
+    class MyStore:
+        def iter_sessions(self):
+            yield Record(sid="custom-sid", expires=time.time() + 60, data={"user_id": 11})
+
+    server = support.HttpServer(bridge_app(tmp_path, SimpleCache(), source=MyStore()))
+    try:
+        code, out = run("export-sessions", "--from", server.url, "--redis", fresh_redis.url,
+                        "--token", TOKEN)
+    finally:
+        server.stop()
+    assert code == 0, out
+    assert msgspec.msgpack.decode(fresh_redis.client.get("session:custom-sid")) == {"user_id": 11}
+
+
+def test_the_app_keeps_serving_when_the_mirror_redis_is_down(tmp_path):
+    from cachelib import SimpleCache
+
+    app = bridge_app(tmp_path, SimpleCache(),
+                     redis_url=f"redis://127.0.0.1:{support.free_port()}/0")
+    client = app.test_client()
+    assert client.post("/login/4").status_code == 200
+    assert client.get("/_migrate/status").status_code == 401
+    status = client.get("/_migrate/status", headers={"Authorization": f"Bearer {TOKEN}"})
+    # Two saves (the login, then the refresh on this request), neither reached Redis.
+    assert status.get_json() == {"mirror": True, "mirrored": 0, "deleted": 0,
+                                 "unconvertible": 0, "errors": 2}
+
+
+@pytest.mark.parametrize("store", ["simple", "filesystem"])
+def test_a_long_stream_comes_in_pages_and_nothing_is_missed(tmp_path, fresh_redis, store):
+    from cachelib import FileSystemCache, SimpleCache
+
+    cache = (SimpleCache(threshold=100) if store == "simple"
+             else FileSystemCache(str(tmp_path / "fs"), threshold=0))
+    for i in range(7):
+        cache.set(f"session:page-{i}", {"user_id": i}, 600)
+    # page_seconds=0: every response carries one session and says where to go on.
+    app = bridge_app(tmp_path, cache, page_seconds=0)
+    first = app.test_client().get("/_migrate/sessions",
+                                  headers={"Authorization": f"Bearer {TOKEN}"}).data
+    trailer = json.loads(first.splitlines()[-1])
+    assert trailer["count"] == 1 and len(trailer["next"]) == 64
+    server = support.HttpServer(app)
+    try:
+        code, out = run("export-sessions", "--from", server.url, "--redis", fresh_redis.url,
+                        "--token", TOKEN, "--json")
+    finally:
+        server.stop()
+    result = json.loads(out)
+    assert code == 0 and (result["read"], result["written"]) == (7, 7), out

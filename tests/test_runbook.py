@@ -1,0 +1,180 @@
+"""migrate steps / status: the runbook's states come from a journal the CLI hook writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from migrate import journal, runbook
+from migrate.cli import cli
+from migrate.stores import free_port
+
+STRONG = "b7f1c0d2e3a4958677aa1b2c3d4e5f60"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("MIGRATE_PROJECT", str(tmp_path))
+    return tmp_path
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def states(project: Path) -> dict[str, str]:
+    return {s.name: s.state for s in runbook.build(project).steps}
+
+
+def test_nothing_recorded_until_the_runbook_is_started(project: Path):
+    result = run("scan", str(ROOT / "sample_stateless_app"), "--fail-on", "never")
+    assert result.exit_code == 0, result.output
+    assert not (project / ".migrate").exists()
+    book = runbook.build(project)
+    assert all(s.state == "pending" for s in book.steps)
+    assert book.next_command == "migrate scan APP_DIR"
+
+
+def test_hook_records_real_runs_failed_then_done(project: Path):
+    assert run("steps").exit_code == 0
+    assert (project / ".migrate").is_dir()
+    app = str(ROOT / "sample_stateful_app")
+    failed = run("scan", app)  # the before-app has error-level traps: exit 1
+    assert failed.exit_code == 1
+    [entry] = journal.read(project)
+    assert (entry.step, entry.exit_code, entry.kind) == ("scan", 1, "command")
+    assert entry.command == f"migrate scan {app}"
+    book = runbook.build(project)
+    scan = book.steps[0]
+    assert scan.state == "failed" and scan.error == "exited with code 1"
+    assert book.next_step == "scan" and book.next_command == f"migrate scan {app}"
+    status = run("status")
+    assert "failed" in status.output and f"retry: migrate scan {app}" in status.output
+
+    assert run("scan", app, "--fail-on", "never").exit_code == 0
+    book = runbook.build(project)
+    assert book.steps[0].state == "done"
+    assert book.next_step == "preflight"
+    assert book.next_command.startswith("migrate switch-config .env --to stateless")
+    assert book.next_command.endswith("--dry-run")
+    # --help and non-runbook commands are not recorded.
+    run("scan", "--help")
+    run("steps")
+    assert len(journal.read(project)) == 2
+
+
+def test_switch_config_runs_drive_preflight_and_switch(project: Path, store_set, monkeypatch,
+                                                       tmp_path: Path):
+    s = store_set.stores
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s.s3_access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s.s3_secret_key)
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    env = tmp_path / ".env"
+    db = tmp_path / "shop.db"
+    db.touch()
+    env.write_text(f"SECRET_KEY={STRONG}\nSESSION_TYPE=cachelib\nUPLOAD_FOLDER=/srv/up\n")
+    run("steps")
+    closed = free_port()
+    bad = run("switch-config", str(env), "--to", "stateless",
+              "--redis", f"redis://:pw-xyz-123@127.0.0.1:{closed}/0",
+              "--s3", s.s3_endpoint_url, "--bucket", s.s3_bucket,
+              "--database-url", f"sqlite:///{db}", "--dry-run")
+    assert bad.exit_code == 2
+    book = runbook.build(project)
+    pre = book.steps[1]
+    assert pre.state == "failed" and pre.error == (
+        "probe failed: redis (ConnectionError); nothing was written")
+    assert "error: redis at redis://:***@127.0.0.1" in bad.output
+    assert book.next_command == pre.command and "pw-xyz-123" not in pre.command
+    assert "pw-xyz-123" not in (project / ".migrate" / "journal.jsonl").read_text()
+
+    args = ["switch-config", str(env), "--to", "stateless", "--redis", s.redis_url,
+            "--s3", s.s3_endpoint_url, "--bucket", s.s3_bucket,
+            "--database-url", f"sqlite:///{db}"]
+    assert run(*args, "--dry-run").exit_code == 0
+    book = runbook.build(project)
+    assert book.steps[1].state == "done" and book.steps[1].did == (
+        "keys changed 5, keys commented out 1, stores probed 3")
+    assert book.next_step == "bridge-on"
+    assert book.next_command == "migrate steps done bridge-on"
+    switch = next(x for x in book.steps if x.name == "switch-config")
+    assert switch.command == "migrate " + " ".join(args)  # the user's own arguments
+    assert run(*args).exit_code == 0
+    assert states(project)["switch-config"] == "done"
+    assert run("switch-config", str(env), "--rollback").exit_code == 0
+    assert states(project)["switch-config"] == "pending"
+
+
+def _write(project: Path, **fields) -> None:
+    journal.append(journal.Entry(time=journal.now(), **fields), project)
+
+
+def test_counts_next_commands_and_manual_steps(project: Path):
+    journal.start(project)
+    redis = "redis://:***@10.0.0.5:6379/0"
+    _write(project, step="scan", command="migrate scan app", exit_code=0,
+           params={"path": "app"})
+    _write(project, step="preflight", exit_code=0,
+           command=f"migrate switch-config prod.env --to stateless --redis {redis} --dry-run",
+           params={"env_file": "prod.env", "redis_url": redis, "s3_url": "http://s3:9000",
+                   "bucket": "shop", "dry_run": True})
+    book = runbook.build(project)
+    assert book.next_command == "migrate steps done bridge-on"
+    assert run("steps", "done", "bridge-on").exit_code == 0
+    book = runbook.build(project)
+    assert book.next_command == (
+        f"migrate export-sessions --from http://HOST:PORT --redis '{redis}'")
+    _write(project, step="export-sessions", exit_code=0,
+           command=f"migrate export-sessions --from http://a:8001 --redis {redis}",
+           params={"sources": ["http://a:8001", "http://b:8002"], "redis_url": redis},
+           summary={"sessions written": 1204, "failed": 0})
+    _write(project, step="export-files", exit_code=1,
+           command="migrate export-files /srv/up --to s3://shop --endpoint-url http://s3:9000",
+           params={"sources": ["/srv/up"], "target": "s3://shop",
+                   "endpoint_url": "http://s3:9000"},
+           error="3 files could not be read")
+    book = runbook.build(project)
+    by = {s.name: s for s in book.steps}
+    assert by["export-sessions"].did == "sessions written 1,204, failed 0"
+    assert by["export-files"].state == "failed"
+    assert by["export-files"].error == "3 files could not be read"
+    assert book.next_command == (
+        "migrate export-files /srv/up --to s3://shop --endpoint-url http://s3:9000")
+    assert by["verify"].command == (
+        f"migrate verify sessions --from http://a:8001 --from http://b:8002 --redis '{redis}'"
+        " && migrate verify files /srv/up --to s3://shop --endpoint-url http://s3:9000")
+    assert by["switch-config"].command == (
+        f"migrate switch-config prod.env --to stateless --redis '{redis}' --s3 http://s3:9000"
+        " --bucket shop")
+
+    out = run("steps").output
+    assert "Export live sessions to Redis" in out and "sessions written 1,204" in out
+    assert "failed: 3 files could not be read" in out
+    assert "retry: migrate export-files /srv/up" in out
+    data = json.loads(run("status", "--json").output)
+    assert data["next_step"] == "export-files" and data["done"] == 4
+
+    assert run("steps", "reset", "bridge-on").exit_code == 0
+    assert states(project)["bridge-on"] == "skipped"  # later steps ran: not the next one
+    bad = run("steps", "done", "no-such-step")
+    assert bad.exit_code == 2 and "unknown step" in bad.output
+
+
+def test_journal_write_failure_is_a_warning_not_a_failure(project: Path):
+    (project / ".migrate" / "journal.jsonl").mkdir(parents=True)  # open() for append fails
+    result = run("scan", str(ROOT / "sample_stateless_app"), "--fail-on", "never")
+    assert result.exit_code == 0
+    assert "warning: journal not written" in result.stderr
+
+
+def test_usage_errors_and_failed_rollbacks_are_not_steps(project: Path, tmp_path: Path):
+    journal.start(project)
+    assert run("scan", "--no-such-option").exit_code == 2
+    env = tmp_path / "x.env"
+    env.write_text("A=1\n")
+    assert run("switch-config", str(env), "--rollback").exit_code == 2
+    assert journal.read(project) == []

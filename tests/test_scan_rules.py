@@ -1,0 +1,532 @@
+"""Each scan rule on small snippets: what it must flag, and what it must leave alone."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from migrate.scan import RULES, scan_path
+
+FLASK = "from flask import Flask, Blueprint, request, session, g\napp = Flask(__name__)\n"
+
+
+def scan(tmp_path: Path, code: str | None = None, **files: str):
+    """Scan a package made of ``files`` (``app.py`` = ``code``); return (rule, file, line)s."""
+    pkg = tmp_path / "shop"
+    pkg.mkdir(exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    if code is not None:
+        files["app"] = code
+    for name, text in files.items():
+        head = FLASK if text.startswith(FLASK) else ""
+        (pkg / f"{name}.py").write_text(head + textwrap.dedent(text[len(head):]))
+    return scan_path(pkg)
+
+
+def rules(result) -> list[tuple[str, str, int]]:
+    return [(f.rule, f.path, f.line) for f in result.findings]
+
+
+def line_of(tmp_path: Path, marker: str, name: str = "app") -> int:
+    lines = (tmp_path / "shop" / f"{name}.py").read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if marker in text)
+
+
+def test_every_rule_has_why_and_fix():
+    for rule in RULES.values():
+        assert rule.severity in ("error", "warning", "note")
+        assert rule.why and rule.fix and rule.title
+
+
+# --- module-level mutable state ---------------------------------------------------------------
+
+
+def test_dict_changed_by_a_helper_a_view_calls(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        COUNTS: dict[int, int] = {}
+
+        def bump(key):
+            COUNTS[key] = COUNTS.get(key, 0) + 1
+
+        @app.route("/p/<int:key>")
+        def view(key):
+            bump(key)
+            return str(COUNTS[key])
+    """)
+    assert rules(result) == [("module-state", "app.py", line_of(tmp_path, "COUNTS[key] ="))]
+    finding = result.findings[0]
+    assert "COUNTS" in finding.message and "view" in finding.message
+    assert finding.severity == "error" and "Redis" in finding.fix
+
+
+@pytest.mark.parametrize("setup,change,decorator", [
+    ("SEEN = []", "SEEN.append(request.path)", "@app.before_request"),
+    ("IPS = set()", "IPS.add(request.remote_addr)", "@app.errorhandler(404)"),
+    ("from collections import defaultdict\nHITS = defaultdict(int)", "HITS[request.path] += 1",
+     "@app.after_request"),
+    ("from collections import Counter\nHITS = Counter()", "HITS.update([request.path])",
+     "@app.get('/')"),
+    ("from collections import deque\nLAST = deque(maxlen=5)", "LAST.appendleft(1)",
+     "@app.teardown_request"),
+    ("CACHE = dict()", "del CACHE['x']", "@app.post('/x')"),
+])
+def test_containers_changed_in_views_and_hooks(tmp_path, setup, change, decorator):
+    result = scan(tmp_path, FLASK + setup + f"""
+
+{decorator}
+def handler(*args):
+    {change}
+    return ""
+""")
+    assert rules(result) == [("module-state", "app.py", line_of(tmp_path, change))]
+
+
+def test_class_attributes_and_method_views(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        from flask.views import MethodView
+
+        class Registry:
+            items = {}
+
+        class Votes(MethodView):
+            tally = []
+
+            def post(self):
+                self.tally.append(1)
+                Registry.items["x"] = 1
+                return ""
+
+        app.add_url_rule("/votes", view_func=Votes.as_view("votes"))
+    """)
+    assert rules(result) == [
+        ("module-state", "app.py", line_of(tmp_path, "self.tally.append")),
+        ("module-state", "app.py", line_of(tmp_path, 'Registry.items["x"]')),
+    ]
+
+
+def test_state_in_another_module_and_add_url_rule(tmp_path):
+    result = scan(tmp_path, state="ORDERS = []\n", views="""
+        from .state import ORDERS
+        from . import state
+
+        def place():
+            ORDERS.append(1)
+            state.ORDERS.clear()
+
+        def register(app):
+            app.add_url_rule("/place", "place", place)
+    """)
+    assert rules(result) == [
+        ("module-state", "views.py", line_of(tmp_path, "ORDERS.append", "views")),
+        ("module-state", "views.py", line_of(tmp_path, "state.ORDERS.clear", "views")),
+    ]
+
+
+def test_global_rebinding_in_a_view(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        VISITS = 0
+
+        @app.route("/")
+        def index():
+            global VISITS
+            VISITS += 1
+            return str(VISITS)
+    """)
+    assert rules(result) == [("global-rebind", "app.py", line_of(tmp_path, "VISITS += 1"))]
+
+
+def test_module_state_negatives(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import logging
+        import click
+
+        LIMIT = 10
+        NAMES = ("a", "b")
+        PRICES = {"tea": 3, "cake": 4}
+        REGISTRY = {}
+        REGISTRY["boot"] = 1           # import time: once per process, same everywhere
+        logging.basicConfig(filename="app.log", level=logging.INFO)
+        log = logging.getLogger(__name__)
+        log.addHandler(logging.FileHandler("errors.log"))
+
+        def create_app():
+            REGISTRY["app"] = 2        # start-up, not a request
+            return app
+
+        @click.command()
+        def seed():
+            REGISTRY.clear()           # a CLI command, not a request
+
+        @app.route("/price/<item>")
+        def price(item):
+            PRICES_ = dict(PRICES)     # a copy, local
+            PRICES_[item] = 0
+            REGISTRY = {}              # a local that shadows the global
+            REGISTRY["x"] = 1
+            return str(PRICES.get(item, LIMIT)) + NAMES[0]
+    """)
+    assert rules(result) == []
+
+
+# --- local filesystem -------------------------------------------------------------------------
+
+
+def test_file_writes_in_requests(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import os
+        import shutil
+        from pathlib import Path
+        from werkzeug.datastructures import FileStorage
+
+        def store(upload: FileStorage, name):
+            upload.save(os.path.join("uploads", name))
+
+        @app.post("/upload")
+        def upload():
+            os.makedirs("uploads", exist_ok=True)
+            photo = request.files["photo"]
+            photo.save("uploads/photo.jpg")
+            for f in request.files.getlist("more"):
+                store(f, f.filename)
+            with open("uploads/log.txt", "a") as out:
+                out.write("x")
+            Path("uploads/note.txt").write_text("hi")
+            shutil.copy("uploads/photo.jpg", "uploads/copy.jpg")
+            return ""
+
+        @app.get("/files/<name>")
+        def get_file(name):
+            from flask import send_from_directory
+            return send_from_directory(app.config["UPLOAD_FOLDER"], name)
+    """)
+    expected = [
+        ("local-file-write", "upload.save(os.path.join"),
+        ("local-file-write", 'os.makedirs("uploads"'),
+        ("local-file-write", 'photo.save("uploads'),
+        ("local-file-write", 'open("uploads/log.txt", "a")'),
+        ("local-file-write", "write_text"),
+        ("local-file-write", "shutil.copy("),
+        ("local-file-serve", "send_from_directory("),
+    ]
+    assert rules(result) == sorted(
+        ((rule, "app.py", line_of(tmp_path, marker)) for rule, marker in expected),
+        key=lambda r: r[2])
+
+
+def test_file_negatives(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import os
+        import tempfile
+        from flask import send_from_directory
+
+        os.makedirs("instance", exist_ok=True)   # start-up
+
+        @app.post("/convert")
+        def convert():
+            path = os.path.join(tempfile.gettempdir(), "x.csv")
+            with open(path, "w") as out:        # written and removed in this request
+                out.write(request.get_data(as_text=True))
+            size = os.path.getsize(path)
+            os.remove(path)
+            with tempfile.NamedTemporaryFile("w") as tmp:
+                tmp.write("x")
+            with tempfile.TemporaryDirectory() as folder:
+                with open(os.path.join(folder, "a.txt"), "w") as out:
+                    out.write("x")
+            fd, name = tempfile.mkstemp()
+            with open(name, "w") as out:
+                out.write("y")
+            with open("data/products.json") as f:   # reading is fine
+                f.read()
+            return str(size)
+
+        @app.get("/assets/<name>")
+        def assets(name):
+            return send_from_directory(app.static_folder, name)
+    """)
+    assert rules(result) == []
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", [
+    'app.config["SESSION_TYPE"] = "filesystem"',
+    'app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=FileSystemCache("/tmp/s"))',
+    'app.config["SESSION_TYPE"] = "cachelib"',
+])
+def test_sessions_per_instance(tmp_path, config):
+    result = scan(tmp_path, FLASK + f"""
+from cachelib import FileSystemCache
+from flask_session import Session
+
+{config}
+Session(app)
+""")
+    found = rules(result)
+    assert found and {r for r, _, _ in found} == {"session-local"}
+    assert "export-sessions" in result.findings[0].fix
+
+
+def test_custom_in_memory_session_interface(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        from flask.sessions import SessionInterface
+
+        class MemorySessions(SessionInterface):
+            def __init__(self):
+                self.store = {}
+
+            def save_session(self, app, session, response):
+                self.store[session.sid] = dict(session)
+
+        app.session_interface = MemorySessions()
+    """)
+    assert rules(result) == [("session-local", "app.py",
+                              line_of(tmp_path, "class MemorySessions"))]
+
+
+def test_flask_session_never_initialised(tmp_path):
+    result = scan(tmp_path, FLASK + 'app.config["SESSION_TYPE"] = "redis"\n')
+    assert rules(result) == [("session-not-initialised", "app.py", 3)]
+
+
+def test_shared_sessions_are_fine(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        from cachelib import RedisCache
+        from flask_session import Session
+
+        app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=RedisCache())
+        other = {"SESSION_TYPE": "redis"}
+        sess = Session()
+        sess.init_app(app)
+    """)
+    assert rules(result) == []
+
+
+# --- SECRET_KEY -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code,rule", [
+    ("import os\napp.secret_key = os.urandom(24)", "secret-key-per-process"),
+    ("import secrets\nSECRET_KEY = secrets.token_hex(32)", "secret-key-per-process"),
+    ("import uuid\napp.config['SECRET_KEY'] = str(uuid.uuid4())", "secret-key-per-process"),
+    ("import os\napp.config['SECRET_KEY'] = os.environ.get('SECRET_KEY') or os.urandom(16)",
+     "secret-key-per-process"),
+    ("app.config.from_mapping(SECRET_KEY='dev')", "secret-key-dev"),
+    ("import os\nSECRET_KEY = os.environ.get('SECRET_KEY', 'change-me')", "secret-key-dev"),
+    ("class Config:\n    SECRET_KEY = 'super secret key'", "secret-key-dev"),
+])
+def test_secret_keys(tmp_path, code, rule):
+    result = scan(tmp_path, FLASK + code + "\n")
+    assert [r for r, _, _ in rules(result)] == [rule]
+
+
+def test_secret_key_from_the_environment_is_fine(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import os
+        app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]
+        HELP = {"SECRET_KEY": "set one shared random value in the environment of every instance"}
+    """)
+    assert rules(result) == []
+
+
+# --- caches -----------------------------------------------------------------------------------
+
+
+def test_process_local_caches(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        from cachelib import SimpleCache
+        from flask_caching import Cache
+
+        cache = Cache(app, config={"CACHE_TYPE": "SimpleCache"})
+        disk = Cache(config={"CACHE_TYPE": "filesystem", "CACHE_DIR": "/tmp/c"})
+        pages = SimpleCache()
+    """)
+    assert rules(result) == [
+        ("process-cache", "app.py", line_of(tmp_path, '"SimpleCache"')),
+        ("process-cache", "app.py", line_of(tmp_path, '"filesystem"')),
+        ("process-cache", "app.py", line_of(tmp_path, "pages = SimpleCache()")),
+    ]
+
+
+def test_memoised_functions_that_read_request_or_database(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import functools
+        from functools import lru_cache
+        from .db import db
+
+        @functools.lru_cache(maxsize=None)
+        def user_prefs():
+            return session.get("prefs")
+
+        @lru_cache
+        def product(product_id):
+            return db.session.execute(f"select {product_id}").one()
+
+        def current_lang():
+            return request.accept_languages.best
+
+        @functools.cache
+        def greeting():
+            return "hello " + current_lang()
+
+        @lru_cache(maxsize=128)
+        def slugify(text):
+            return text.lower().replace(" ", "-")
+    """, db="db = None\n")
+    lines = (tmp_path / "shop" / "app.py").read_text().splitlines()
+    bare = next(i for i, text in enumerate(lines, 1) if text.strip() == "@lru_cache")
+    assert rules(result) == [
+        ("function-cache", "app.py", line_of(tmp_path, "@functools.lru_cache")),
+        ("function-cache", "app.py", bare),
+        ("function-cache", "app.py", line_of(tmp_path, "@functools.cache")),
+    ]
+
+
+# --- background work --------------------------------------------------------------------------
+
+
+def test_threads_timers_schedulers_and_executors(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        EXECUTOR = ThreadPoolExecutor(4)
+        scheduler = BackgroundScheduler()
+        scheduler.start()
+
+        def send_mail(to):
+            pass
+
+        @app.post("/signup")
+        def signup():
+            threading.Thread(target=send_mail, args=("a@b",), daemon=True).start()
+            EXECUTOR.submit(send_mail, "c@d")
+            return ""
+
+        def create_app():
+            timer = threading.Timer(60, send_mail, args=("x",))
+            timer.start()
+            return app
+    """)
+    found = {(f.rule, f.line, f.severity) for f in result.findings}
+    assert found == {
+        ("background-thread", line_of(tmp_path, "scheduler.start()"), "warning"),
+        ("background-thread", line_of(tmp_path, "threading.Thread("), "error"),
+        ("background-thread", line_of(tmp_path, "EXECUTOR.submit"), "error"),
+        ("background-thread", line_of(tmp_path, "timer.start()"), "warning"),
+    }
+
+
+def test_threads_that_finish_within_the_request_or_run_from_main(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        def work():
+            pass
+
+        @app.get("/report")
+        def report():
+            worker = threading.Thread(target=work)
+            worker.start()
+            worker.join()
+            with ThreadPoolExecutor() as pool:
+                list(pool.map(str, range(3)))
+            return ""
+
+        if __name__ == "__main__":
+            threading.Thread(target=work).start()
+    """)
+    assert rules(result) == []
+
+
+# --- SQLite -----------------------------------------------------------------------------------
+
+
+def test_sqlite_on_local_disk(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import os
+        import sqlite3
+
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///shop.db"
+        app.config["OTHER_URI"] = f"sqlite:///{app.instance_path}/other.db"
+        URL = os.environ.get("DATABASE_URL", "sqlite:///" + os.path.join(app.instance_path, "x"))
+
+        @app.get("/count")
+        def count():
+            conn = sqlite3.connect("counts.db")
+            return str(conn.execute("select 1").fetchone())
+    """)
+    found = [(f.rule, f.line) for f in result.findings]
+    assert found == [("sqlite-local", line_of(tmp_path, m)) for m in (
+        '"sqlite:///shop.db"', 'f"sqlite:///', '"sqlite:///" +', 'sqlite3.connect("counts')]
+    assert "instance folder" in result.findings[1].message
+    assert "instance folder" in result.findings[2].message
+
+
+def test_sqlite_negatives(tmp_path):
+    result = scan(tmp_path, FLASK + '''
+        """Connect with a URL such as sqlite:///dev.db in development."""
+        import sqlite3
+
+        app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://db/shop"
+
+        def is_sqlite(url):
+            return url.startswith("sqlite")
+
+        @app.get("/scratch")
+        def scratch():
+            return str(sqlite3.connect(":memory:").execute("select 1").fetchone())
+    ''')
+    assert rules(result) == []
+
+
+# --- suppression and robustness ---------------------------------------------------------------
+
+
+def test_ignore_comment_suppresses_one_rule_on_its_line(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import os
+        COUNTS = {}
+        app.secret_key = os.urandom(8)  # migrate: ignore[secret-key-per-process]
+
+        @app.get("/")
+        def index():
+            COUNTS["a"] = 1  # migrate: ignore[module-state]
+            COUNTS["b"] = 1  # migrate: ignore[local-file-write]
+            return ""
+    """)
+    assert rules(result) == [("module-state", "app.py", line_of(tmp_path, 'COUNTS["b"]'))]
+    assert result.suppressed == 2
+
+
+def test_a_file_that_does_not_parse_is_reported_and_the_scan_goes_on(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        @app.get("/")
+        def index():
+            global HITS
+            HITS = 1
+    """, broken="def oops(:\n    pass\n")
+    assert [(p.path, p.line) for p in result.parse_errors] == [("broken.py", 1)]
+    assert rules(result) == [("global-rebind", "app.py", line_of(tmp_path, "HITS = 1"))]
+    assert result.files == 3
+
+
+def test_url_scheme_checks_and_batch_maps_are_not_traps(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        from concurrent.futures import ThreadPoolExecutor
+
+        POOL = ThreadPoolExecutor(4)
+
+        @app.get("/sizes")
+        def sizes():
+            url = app.config["DATABASE_URL"]
+            if url.startswith("sqlite://") or url.endswith("sqlite:"):
+                return ""
+            return str(list(POOL.map(len, ["a", "bb"])))
+    """)
+    assert rules(result) == []
