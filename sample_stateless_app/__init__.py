@@ -56,16 +56,21 @@ def create_app(test_config: dict | None = None) -> Flask:
             return {"error": message}, error.code
         return render_template("error.html", message=message), error.code
 
+    def store_unavailable(error: Exception):
+        # A store that is down is a clear 503 that a balancer and a user understand, not a crash.
+        # A plain page: the shop's template reads the session, which may be down too.
+        page = (
+            "<!doctype html><title>Back in a moment</title><h1>Back in a moment</h1>"
+            "<p id='error'>The shop's storage is unreachable. Please try again shortly.</p>"
+        )
+        return page, 503, {"Retry-After": "2"}
+
+    # Registered per exception class so it applies in TESTING too (500s propagate there).
+    for unavailable in stores.UNAVAILABLE:
+        app.register_error_handler(unavailable, store_unavailable)
+
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError):
-        # A store that is down is a clear 503 that a balancer and a user understand, not a crash.
-        if isinstance(error.original_exception, stores.UNAVAILABLE):
-            # A plain page: the shop's template reads the session, which may be down too.
-            page = (
-                "<!doctype html><title>Back in a moment</title><h1>Back in a moment</h1>"
-                "<p id='error'>The shop's storage is unreachable. Please try again shortly.</p>"
-            )
-            return page, 503, {"Retry-After": "2"}
         return render_template("error.html", message="Something went wrong on our side."), 500
 
     return app

@@ -32,7 +32,9 @@ def init_app(app: Flask) -> None:
     app.extensions["redis"] = client.from_url(
         url.replace("+cluster", "", 1), socket_timeout=5, socket_connect_timeout=2
     )
-    app.extensions["s3"] = boto3.client(
+    # A fresh boto3 session per app: boto3.client() reuses the default session, which keeps the
+    # first credentials it ever found, even after the environment changes.
+    app.extensions["s3"] = boto3.session.Session().client(
         "s3",
         endpoint_url=app.config["S3_ENDPOINT_URL"],
         config=Config(
