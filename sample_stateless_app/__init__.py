@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
-from flask import Flask, render_template, request, session
+from flask import Flask, Request, jsonify, render_template, request, session
+from flask.sessions import SessionMixin
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from migrate.bridge import RedisSessionInterface
@@ -26,7 +27,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     stores.init_app(app)
     # Flask-Session's Redis interface as migrate.bridge extends it: it keeps a Redis Cluster
     # client (Session(app) would swap it for localhost) and finds sessions migrated from files.
-    app.session_interface = RedisSessionInterface.from_config(app, stores.redis_client(app))
+    app.session_interface = _Sessions.from_config(app, stores.redis_client(app))
+
+    @app.before_request
+    def session_store_down():
+        # Redis was down when the session was to be read: a 503, not a user shown as logged out.
+        # The probes still answer (/healthz: alive; /readyz: 503 with what is down).
+        if request.environ.get(_SESSION_DOWN) and request.endpoint not in (
+            "health.healthz", "health.readyz"
+        ):
+            return store_unavailable(None)
 
     @app.before_request
     def adopt_migrated_cart():
@@ -56,9 +66,12 @@ def create_app(test_config: dict | None = None) -> Flask:
             return {"error": message}, error.code
         return render_template("error.html", message=message), error.code
 
-    def store_unavailable(error: Exception):
+    def store_unavailable(error: Exception | None):
         # A store that is down is a clear 503 that a balancer and a user understand, not a crash.
         # A plain page: the shop's template reads the session, which may be down too.
+        if request.path.startswith(("/uploads", "/files")):  # the upload API speaks JSON
+            response = jsonify(error="The shop's storage is unreachable. Retry shortly.")
+            return response, 503, {"Retry-After": "2"}
         page = (
             "<!doctype html><title>Back in a moment</title><h1>Back in a moment</h1>"
             "<p id='error'>The shop's storage is unreachable. Please try again shortly.</p>"
@@ -74,3 +87,18 @@ def create_app(test_config: dict | None = None) -> Flask:
         return render_template("error.html", message="Something went wrong on our side."), 500
 
     return app
+
+
+_SESSION_DOWN = "sample_stateless_app.session_store_down"
+
+
+class _Sessions(RedisSessionInterface):
+    """Sessions in Redis; while Redis is unreachable, an empty session and a marked request
+    (Flask would otherwise fail before any error handler runs: a bare 500)."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        try:
+            return super().open_session(app, request)
+        except stores.UNAVAILABLE:
+            request.environ[_SESSION_DOWN] = True
+            return self.make_null_session(app)
