@@ -160,18 +160,23 @@ def journey(
 
 
 @cli.command()
+@click.option("--users", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="Simulated users shopping through the migration.")
 @click.option("--keep-running", is_flag=True, help="Leave the after-shop up for a browser.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def demo(ctx: click.Context, keep_running: bool, as_json: bool) -> None:
-    """Show the problem and the cure: the same journey on the before- and after-shop.
+def demo(ctx: click.Context, users: int, keep_running: bool, as_json: bool) -> None:
+    """The whole story: the before-shop failing on two instances, then migrated live.
 
-    Starts embedded Redis and S3 and real gunicorn instances on 127.0.0.1; everything is
-    stopped and removed at the end (or on Ctrl-C).
+    Users keep shopping while the bridge mirrors sessions, sessions and files are exported,
+    the schema is expanded, the configuration switched and the instances rolled to the
+    after-shop one at a time; one instance is then SIGKILLed. The closing table counts what
+    the users lost (it must be nothing). Starts embedded Redis and S3 and real gunicorn
+    instances on 127.0.0.1; everything is stopped and removed at the end (or on Ctrl-C).
 
     Example:
 
-        migrate demo --keep-running
+        migrate demo --users 20 --keep-running
     """
     import signal
 
@@ -183,22 +188,24 @@ def demo(ctx: click.Context, keep_running: bool, as_json: bool) -> None:
         if not as_json:
             console.print(f"[bold]▸[/] {text}", highlight=False)
 
-    def wait_for_browser(clusters) -> None:
-        for cluster in clusters:
-            for info in cluster.instances():
-                console.print(f"  {info.name}: [link={info.url}]{info.url}[/]")
+    def wait_for_browser(cluster) -> None:
+        for i in range(len(cluster)):
+            info = cluster.instance(i)
+            console.print(f"  {info.name}: [link={info.url}]{info.url}[/]")
         console.print("The after-shop is up (alice / wonderland). Press Ctrl-C to stop it.")
         signal.pause()
 
+    _interrupt_on_sigterm()
     try:
-        result = run_demo(narrate, keep_running=wait_for_browser if keep_running else None)
+        result = run_demo(narrate, users=users,
+                          keep_running=wait_for_browser if keep_running else None)
     except KeyboardInterrupt:
         err_console.print("stopped: every process the demo started has been stopped")
         ctx.exit(130)
     if as_json:
         click.echo(to_json(result))
     else:
-        table = Table(title="migrate demo")
+        table = Table(title="journeys")
         for column in ("journey", "result", "where it stopped", "as expected"):
             table.add_column(column)
         for case in result.cases:
@@ -212,6 +219,24 @@ def demo(ctx: click.Context, keep_running: bool, as_json: bool) -> None:
                 "yes" if case.as_expected else "[red]NO[/]",
             )
         console.print(table)
+        cut = result.cutover
+        if cut is not None:
+            closing = Table(title=f"the migration, {cut.users} users shopping throughout")
+            closing.add_column("")
+            closing.add_column("count", justify="right")
+            lost = [("failed requests", cut.failed_requests), ("logouts", cut.logouts),
+                    ("cart items lost", cut.lost_cart_items), ("files lost", cut.lost_files)]
+            for label, value in [("requests served", cut.requests),
+                                 ("sessions migrated", cut.sessions_exported),
+                                 ("files migrated", cut.files_exported),
+                                 ("chunked uploads carried", cut.uploads_carried)]:
+                closing.add_row(label, str(value))
+            for label, value in lost:
+                closing.add_row(label, f"[green]{value}[/]" if value == 0 else f"[red]{value}[/]")
+            closing.add_row("cut-over seconds", f"{cut.cutover_seconds:.1f}")
+            console.print(closing)
+            for problem in cut.problems:
+                console.print(f"  [red]problem:[/] {problem}", highlight=False)
         console.print(f"{result.seconds:.0f} s")
     if not result.ok:
         ctx.exit(1)
@@ -719,45 +744,59 @@ def _db_options(command):
 
 @db.command("upgrade")
 @_db_options
-@click.option("--revision", default="head", show_default=True, help="Upgrade to this revision.")
+@click.option("--revision", default="head", show_default=True,
+              help="Upgrade to this revision: 0002 expands (both apps can run on it), head "
+              "also contracts (old path columns dropped).")
 @click.option("--dry-run", is_flag=True, help="Show where the database is; change nothing.")
 def db_upgrade_command(database_url: str | None, prefix: str, as_json: bool, revision: str,
                        dry_run: bool) -> None:
     """Upgrade the before-app's database to the after-app's schema; local paths become keys.
 
-    A database without alembic is stamped at 0001 (the before schema) first; revision 0002
-    rewrites users.avatar_path and files.path into the object keys export-files gave those
-    files (migrate.keys.object_key, with --prefix). Undo with `migrate db downgrade`.
+    A database without alembic is stamped at 0001 (the before schema) first. For a rolling
+    cut-over run it twice: `--revision 0002` (expand) before the first after-instance starts
+    (adds users.avatar_key and files.key, filled with the object keys export-files gave those
+    files, and triggers that keep them in step with the before-app's writes), then the default
+    head (contract: drops the path columns) once every instance is rolled and verified. Use the
+    same --prefix both times. Undo with `migrate db downgrade`.
 
-    Example:
+    Examples:
+
+        migrate db upgrade --revision 0002 --database-url sqlite:///instance/shop.db
 
         migrate db upgrade --database-url sqlite:///instance/shop.db
     """
     from .dbmigrate import upgrade
+    from .journal import SUMMARY_KEY
 
     result = upgrade(database_url, revision=revision, prefix=prefix, dry_run=dry_run)
+    if not dry_run:  # the runbook shows which revision the expand or contract left
+        click.get_current_context().meta[SUMMARY_KEY] = {
+            "at revision": result.after, "avatar rows": result.avatars, "file rows": result.files}
     if as_json:
         click.echo(to_json(result))
         return
     stamp = " (stamped 0001: the before-app's schema)" if result.stamped else ""
     if dry_run:
-        console.print(f"dry run: {result.database} is at {result.before or 'no revision'}"
-                      f"{stamp}; {result.avatars} avatar paths and {result.files} file paths "
-                      f"would become keys at {revision}", highlight=False)
+        first = " (after stamping 0001)" if result.stamped else ""
+        console.print(f"dry run: {result.database} is at {result.before or 'no revision'}: "
+                      f"{result.state}; upgrading to {result.target}{first} would give "
+                      f"{result.avatars} avatar and {result.files} file rows object keys",
+                      highlight=False)
         return
     console.print(f"[bold green]database upgraded[/]: {result.database} "
-                  f"{result.before or 'none'} → {result.after}{stamp}; {result.avatars} avatar "
-                  f"and {result.files} file rows point at object keys ({result.seconds:.1f} s)",
-                  highlight=False)
+                  f"{result.before or 'none'} → {result.after}{stamp}: {result.state}; "
+                  f"{result.avatars} avatar and {result.files} file rows point at object keys "
+                  f"({result.seconds:.1f} s)", highlight=False)
 
 
 @db.command("downgrade")
 @_db_options
 @click.option("--revision", default="0001", show_default=True,
-              help="Downgrade to this revision.")
+              help="Downgrade to this revision: 0002 brings the path columns back beside the "
+              "keys, 0001 is the before schema.")
 def db_downgrade_command(database_url: str | None, prefix: str, as_json: bool,
                          revision: str) -> None:
-    """Undo `db upgrade`: object keys back to local paths, columns renamed back.
+    """Undo `db upgrade`: object keys back to local paths (use the upgrade's --prefix).
 
     Example:
 
@@ -770,7 +809,7 @@ def db_downgrade_command(database_url: str | None, prefix: str, as_json: bool,
         click.echo(to_json(result))
         return
     console.print(f"[bold green]database downgraded[/]: {result.database} {result.before} → "
-                  f"{result.after}", highlight=False)
+                  f"{result.after}: {result.state}", highlight=False)
 
 
 # --- scan and diff: the state-trap audit -----------------------------------------------------
