@@ -109,13 +109,17 @@ class Router:
         self._turn = 0
         self._lock = threading.Lock()
 
-    def pick(self, user: int, attempt: int) -> str:
+    def pick(self, user: int, refused: str | None = None) -> str:
+        """The instance for ``user``'s request; ``refused``: the one that just refused it."""
         if self.sticky:
             # A sticky balancer holds a user's request until their instance answers again.
             return self.urls[user % len(self.urls)]
+        if refused in self.urls:
+            # A health-checked balancer sends the retry to another instance.
+            return self.urls[(self.urls.index(refused) + 1) % len(self.urls)]
         with self._lock:
             self._turn += 1
-            return self.urls[(self._turn + attempt) % len(self.urls)]
+            return self.urls[self._turn % len(self.urls)]
 
 
 def _refused(exc: requests.ConnectionError) -> bool:
@@ -153,9 +157,9 @@ class Shopper(threading.Thread):
     def send(self, method: str, path: str, **kwargs: object) -> requests.Response | None:
         """One request, retried while its instance refuses; None (counted) if it still fails."""
         deadline = time.monotonic() + HOLD_SECONDS
-        attempt = 0
+        refused: str | None = None
         while True:
-            base = self.router.pick(self.index, attempt)
+            base = self.router.pick(self.index, refused)
             try:
                 response = self.http.request(method, base + path, allow_redirects=False,
                                              timeout=30, **kwargs)  # type: ignore[arg-type]
@@ -163,7 +167,7 @@ class Shopper(threading.Thread):
                 # A balancer retries an idempotent request on any connection error, others
                 # only when nothing reached the app.
                 if (method == "GET" or _refused(exc)) and time.monotonic() < deadline:
-                    attempt += 1
+                    refused = base
                     time.sleep(0.05)
                     continue
                 self.fail(f"{method} {path} on {base}: {_reason(exc)}")
