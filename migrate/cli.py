@@ -65,6 +65,14 @@ def to_json(result: Any) -> str:
     return json.dumps(result, indent=2, sort_keys=True, default=default)
 
 
+def _summary(**counts: Any) -> None:
+    """Counts for the runbook journal (`migrate steps` shows what each step did)."""
+    from .journal import SUMMARY_KEY
+
+    click.get_current_context().meta[SUMMARY_KEY] = {
+        k.replace("_", " "): v for k, v in counts.items()}
+
+
 @click.group(cls=MigrateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 @click.version_option(package_name="migrate")
@@ -333,6 +341,8 @@ def export_sessions_command(
         result = export_sessions(list(sources), redis_url, token=token, cluster=redis_cluster,
                                  options=options, dry_run=dry_run, on_progress=on_progress,
                                  jobs=jobs)
+    _summary(sessions_read=result.read, written=result.written, skipped=result.skipped,
+             failed=result.failed)
     if as_json:
         data = dataclasses.asdict(result)
         data.update(ok=result.ok, rate=round(result.rate, 1))
@@ -386,6 +396,8 @@ def verify_sessions_command(
                       lifetime=lifetime)
     result = verify_sessions(list(sources), redis_url, token=token, cluster=redis_cluster,
                              options=options, tolerance=tolerance)
+    _summary(checked=result.checked, matching=result.matching,
+             differences=len(result.differences))
     if as_json:
         data = dataclasses.asdict(result)
         data["ok"] = result.ok
@@ -491,6 +503,8 @@ def export_files_command(
                               state_file=state_file, dry_run=dry_run,
                               create_bucket=create_bucket, redis_url=redis_url,
                               on_progress=on_progress)
+    _summary(files=result.files, uploaded=result.uploaded, skipped=result.skipped,
+             failed=result.failed, uploads_carried=len(result.uploads))
     if as_json:
         data = dataclasses.asdict(result)
         data.update(ok=result.ok, files_per_second=round(result.rate, 1),
@@ -579,6 +593,8 @@ def verify_files_command(
     with progress:
         result = verify_files(list(sources), target, endpoint_url=endpoint_url, deep=deep,
                               jobs=jobs, redis_url=redis_url, on_progress=on_progress)
+    _summary(checked=result.checked, matching=result.matching, missing=len(result.missing),
+             different=len(result.different))
     if as_json:
         data = dataclasses.asdict(result)
         data["ok"] = result.ok
@@ -672,6 +688,8 @@ def verify_instances_command(
     else:
         result = verify_instances(list(urls), user=user, password=password,
                                   file_size=file_size, on_step=on_step)
+    _summary(steps_passed=sum(st.ok for st in result.journey.steps),
+             instances=len(result.instances))
     if as_json:
         click.echo(to_json(result.to_dict()))
     else:
@@ -854,6 +872,7 @@ def scan(ctx: click.Context, path: str, fmt: str, as_json: bool, fail_on: str,
 
     fmt = "json" if as_json else fmt
     result = scan_path(path, include_tests=include_tests, exclude=exclude, jobs=jobs)
+    _summary(files=result.files, **result.counts)
     if fmt == "text":
         if output:
             with open(output, "w", encoding="utf-8") as handle:

@@ -30,6 +30,7 @@ COMMAND_STEPS = {
     "switch-config": "switch-config",
     "verify sessions": "verify",
     "verify files": "verify",
+    "verify instances": "verify",
 }
 SUMMARY_KEY = "migrate.summary"  # ctx.meta key a command may fill with its counts
 ERROR_KEY = "migrate.error"  # ctx.meta key for a failure line printed by the command itself
