@@ -41,8 +41,10 @@ STEPS: tuple[StepDef, ...] = (
     StepDef("export-files", "Export upload files to object storage",
             "Files on one host's disk move to S3 so every instance serves them; resumable, "
             "the source is never modified."),
-    StepDef("db-upgrade", "Upgrade the database",
-            "Alembic turns local file paths into object keys; undo with `migrate db downgrade`."),
+    StepDef("db-expand", "Expand the database schema (db upgrade --revision 0002)",
+            "Adds object-key columns beside the local paths, filled with the keys export-files "
+            "gave, and triggers that copy the before-app's writes across: before- and "
+            "after-instances can share the database while they are rolled."),
     StepDef("switch-config", "Switch the configuration",
             "Rewrites .env for the stateless app after probing every store; a timestamped "
             "backup is kept and `--rollback` restores it."),
@@ -52,11 +54,32 @@ STEPS: tuple[StepDef, ...] = (
     StepDef("verify", "Verify sessions and files",
             "Proves nothing was lost: every exported session is in Redis with its TTL, every "
             "file is in S3 with the same bytes."),
+    StepDef("db-contract", "Contract the database schema (db upgrade)",
+            "Once every instance runs the after-app and verify passed, drops the local-path "
+            "columns and their triggers; the before-app cannot run on the database after this. "
+            "Undo with `migrate db downgrade --revision 0002`."),
     StepDef("bridge-off", "Turn the bridge off (manual)",
             "Once every instance is stateless the dual-write is dead code: remove it.",
             manual=True),
 )
 VERIFY_COMMANDS = ("verify sessions", "verify files")
+EXPAND_REVISION = "0002"
+# The journal files every `db upgrade` run under one step; its --revision says which.
+DB_UPGRADE = "db-upgrade"
+
+
+def entry_steps(entry: journal.Entry) -> tuple[str, ...]:
+    """The runbook steps a journal entry counts for.
+
+    `db upgrade --revision 0002` is the expand; a run to the head also contracts, and when it
+    succeeds the expand is done too (an offline migration is one command), but its failure
+    leaves an expand that already ran done.
+    """
+    if entry.step != DB_UPGRADE:
+        return (entry.step,)
+    if str(entry.params.get("revision", "head")) == EXPAND_REVISION:
+        return ("db-expand",)
+    return ("db-expand", "db-contract") if entry.exit_code == 0 else ("db-contract",)
 
 
 @dataclass
@@ -121,12 +144,17 @@ def _known(entries: list[journal.Entry]) -> dict[str, Any]:
                 known["s3_url"] = p["s3_url"]
         if name.startswith("scan") and p.get("path"):
             known["app_dir"] = p["path"]
+        if name.startswith("db upgrade") and "prefix" in p:
+            known["db_prefix"] = p["prefix"]
     if "s3_url" not in known and known.get("endpoint_url"):
         known["s3_url"] = known["endpoint_url"]
     if "s3_target" not in known and known.get("bucket"):
         known["s3_target"] = f"s3://{known['bucket']}"
     if "bucket" not in known and known.get("s3_target"):
         known["bucket"] = str(known["s3_target"])[5:].split("/")[0]
+    if "db_prefix" not in known and known.get("s3_target"):
+        # The keys in the database must name the objects export-files wrote: same prefix.
+        known["db_prefix"] = str(known["s3_target"])[5:].partition("/")[2].strip("/")
     return known
 
 
@@ -146,6 +174,8 @@ def suggested(step: str, known: dict[str, Any], verify_left: tuple[str, ...] = V
     db = f" --database-url {_q(known['database_url'])}" if known.get("database_url") else ""
     endpoint = (f" --endpoint-url {_q(known['endpoint_url'])}" if known.get("endpoint_url")
                 else "")
+    db_args = (db or " --database-url URL") + (
+        f" --prefix {_q(known['db_prefix'])}" if known.get("db_prefix") else "")
     froms = " ".join(f"--from {_q(s)}" for s in known.get("session_sources",
                                                           ["http://HOST:PORT"]))
     files = " ".join(_q(s) for s in known.get("file_sources", ["UPLOAD_FOLDER"]))
@@ -156,7 +186,8 @@ def suggested(step: str, known: dict[str, Any], verify_left: tuple[str, ...] = V
         "preflight": switch + " --dry-run",
         "export-sessions": f"migrate export-sessions {froms} --redis {redis}",
         "export-files": f"migrate export-files {files} --to {target}{endpoint}",
-        "db-upgrade": "migrate db upgrade" + (db or " --database-url URL"),
+        "db-expand": f"migrate db upgrade --revision {EXPAND_REVISION}" + db_args,
+        "db-contract": "migrate db upgrade" + db_args,
         "switch-config": switch,
         "verify sessions": f"migrate verify sessions {froms} --redis {redis}",
         "verify files": f"migrate verify files {files} --to {target}{endpoint}",
@@ -175,7 +206,7 @@ def build(project: str | os.PathLike[str] | None = None) -> Runbook:
     book = Runbook(str(journal.project_dir(project)), str(journal.journal_path(project)))
     for number, d in enumerate(STEPS, 1):
         state = StepState(number, d.name, d.title, d.why, d.manual)
-        mine = [e for e in entries if e.step == d.name]
+        mine = [e for e in entries if d.name in entry_steps(e)]
         if mine:
             last = mine[-1]
             state.last_run = last.time

@@ -91,10 +91,11 @@ def test_upgrade_stamps_then_turns_paths_into_the_export_keys_and_downgrade_undo
     result = run("db", "upgrade", "--database-url", before_db, "--prefix", "shop", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data["stamped"] is True and data["before"] is None and data["after"] == "0002"
+    assert data["stamped"] is True and data["before"] is None and data["after"] == "0003"
+    assert data["target"] == "0003" and data["state"].startswith("contracted")
     user_cols, file_cols, values, version = rows(before_db)
     assert "avatar_key" in user_cols and "avatar_path" not in user_cols
-    assert "key" in file_cols and "path" not in file_cols and version == "0002"
+    assert "key" in file_cols and "path" not in file_cols and version == "0003"
     # Exactly the keys export-files gave those files (one function, NFC, under the prefix).
     assert values["alice"] == object_key(AVATAR, "shop") == "shop/avatars/1/me.png"
     assert values["bob"] == object_key(f"avatars/2/{NFD_NAME}", "shop")
@@ -116,7 +117,7 @@ def test_upgrade_without_a_prefix_matches_the_after_app_default_keys(before_db: 
     from migrate.dbmigrate import upgrade
 
     result = upgrade(before_db)
-    assert result.after == "0002" and result.files == 1
+    assert result.after == "0003" and result.files == 1
     assert rows(before_db)[2]["alice"] == AVATAR  # the after-app's own avatars/<uid>/<name>
 
 
@@ -128,3 +129,41 @@ def test_unreachable_or_missing_database_is_one_clear_line(tmp_path: Path) -> No
     assert "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["db", "upgrade"], env={"DATABASE_URL": ""})
     assert result.exit_code == 2 and "--database-url" in result.output
+
+
+def test_revision_0002_expands_and_the_json_says_where_the_database_is(before_db: str) -> None:
+    dry = run("db", "upgrade", "--database-url", before_db, "--revision", "0002", "--dry-run",
+              "--json")
+    assert dry.exit_code == 0, dry.output
+    data = json.loads(dry.output)
+    assert (data["before"], data["after"], data["target"]) == (None, None, "0002")
+    assert data["dry_run"] is True and data["stamped"] is True and rows(before_db)[3] is None
+
+    result = run("db", "upgrade", "--database-url", before_db, "--revision", "0002",
+                 "--prefix", "shop", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["before"], data["after"], data["target"]) == (None, "0002", "0002")
+    assert data["state"].startswith("expanded")
+    user_cols, file_cols, _, version = rows(before_db)
+    # Both columns, side by side: before- and after-instances share this database.
+    assert {"avatar_path", "avatar_key"} <= user_cols and {"path", "key"} <= file_cols
+    assert version == "0002"
+    dry = run("db", "upgrade", "--database-url", before_db, "--dry-run")
+    assert dry.exit_code == 0 and "is at 0002: expanded" in dry.output
+    assert "upgrading to 0003" in dry.output
+
+    # Already past it, or a contract with another prefix: one clear line, nothing changed.
+    result = run("db", "upgrade", "--database-url", before_db, "--revision", "0001")
+    assert result.exit_code == 2 and "is at 0002, past 0001" in result.output
+    result = run("db", "upgrade", "--database-url", before_db, "--revision", "nope")
+    assert result.exit_code == 2 and "unknown revision 'nope'" in result.output
+    result = run("db", "upgrade", "--database-url", before_db, "--prefix", "other")
+    assert result.exit_code == 2 and "pass --prefix 'shop'" in result.output
+    assert "Traceback" not in result.output and rows(before_db)[3] == "0002"
+
+    result = run("db", "upgrade", "--database-url", before_db, "--prefix", "shop/")
+    assert result.exit_code == 0, result.output
+    assert rows(before_db)[3] == "0003"
+    assert run("db", "upgrade", "--database-url", before_db, "--revision",
+               "0002").exit_code == 2  # contracted: no way back up, only downgrade

@@ -178,3 +178,60 @@ def test_usage_errors_and_failed_rollbacks_are_not_steps(project: Path, tmp_path
     env.write_text("A=1\n")
     assert run("switch-config", str(env), "--rollback").exit_code == 2
     assert journal.read(project) == []
+
+
+def test_db_upgrade_is_an_expand_before_the_roll_and_a_contract_after_verify(
+        project: Path, tmp_path: Path):
+    from sample_stateful_app.db import init_db
+
+    journal.start(project)
+    _write(project, step="export-files", exit_code=0,
+           command="migrate export-files /srv/up --to s3://shop/tenant-a",
+           params={"sources": ["/srv/up"], "target": "s3://shop/tenant-a"})
+    book = runbook.build(project)
+    names = [s.name for s in book.steps]
+    assert "db-upgrade" not in names
+    assert (names.index("export-files") < names.index("db-expand") < names.index("switch-config")
+            < names.index("roll-instances") < names.index("verify") < names.index("db-contract"))
+    by = {s.name: s for s in book.steps}
+    # The keys must name the objects export-files wrote: its prefix, in both commands.
+    assert book.next_step == "db-expand" and book.next_command == (
+        "migrate db upgrade --revision 0002 --database-url URL --prefix tenant-a")
+    assert by["db-contract"].command == "migrate db upgrade --database-url URL --prefix tenant-a"
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    init_db(url)
+    assert run("db", "upgrade", "--revision", "0002", "--database-url", url, "--prefix",
+               "tenant-a", "--dry-run").exit_code == 0  # a dry run is not the step
+    assert states(project)["db-expand"] == "pending"
+    expand = run("db", "upgrade", "--revision", "0002", "--database-url", url, "--prefix",
+                 "tenant-a")
+    assert expand.exit_code == 0, expand.output
+    book = runbook.build(project)
+    by = {s.name: s for s in book.steps}
+    assert by["db-expand"].state == "done" and by["db-contract"].state == "pending"
+    assert by["db-expand"].did == "at revision 0002, avatar rows 0, file rows 0"
+    assert book.next_step == "switch-config"
+    assert by["db-contract"].command == (
+        f"migrate db upgrade --database-url {url} --prefix tenant-a")
+
+    # A contract with the wrong prefix fails and says so; the expand stays done.
+    bad = run("db", "upgrade", "--database-url", url)
+    assert bad.exit_code == 2
+    by = {s.name: s for s in runbook.build(project).steps}
+    assert by["db-expand"].state == "done" and by["db-contract"].state == "failed"
+    assert "pass --prefix 'tenant-a'" in by["db-contract"].error
+    assert by["db-contract"].command == f"migrate db upgrade --database-url {url}"  # the retry
+    for step in ("switch-config", "roll-instances", "verify"):
+        assert run("steps", "done", step).exit_code == 0
+    assert runbook.build(project).next_step == "db-contract"
+    assert run("db", "upgrade", "--database-url", url, "--prefix", "tenant-a").exit_code == 0
+    book = runbook.build(project)
+    assert states(project)["db-contract"] == "done" and book.next_step == "bridge-off"
+
+
+def test_a_one_command_offline_upgrade_does_both_db_steps(project: Path):
+    journal.start(project)
+    _write(project, step="db-upgrade", exit_code=0, command="migrate db upgrade",
+           params={"revision": "head"})
+    assert states(project)["db-expand"] == states(project)["db-contract"] == "done"
