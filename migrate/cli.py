@@ -1110,7 +1110,9 @@ def cluster_up_command(app: str, instances: int, use_haproxy: bool, run_dir: str
     try:
         with _start_stores(run_dir, redis_url, s3_url, bucket, database_url) as store_set:
             # One SECRET_KEY for all instances: a cookie signed by one is valid on the others.
-            env = {**store_set.stores.app_env(), "SECRET_KEY": secrets.token_hex(32)}
+            # One key, made once here and handed to every instance this run starts.
+            key = secrets.token_hex(32)  # migrate: ignore[secret-key-per-process]
+            env = {**store_set.stores.app_env(), "SECRET_KEY": key}
             env_file = store_set.run_dir / "stores.env"
             _write_env_file(env_file, env)
             if not as_json:

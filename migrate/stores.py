@@ -295,7 +295,9 @@ class EmbeddedS3:
         self.port = port or free_port()
         # Random per run: nothing else on the machine can write to it by guessing.
         self.access_key = access_key or "MIGRATE" + secrets.token_hex(6).upper()
-        self.secret_key = secret_key or secrets.token_urlsafe(30)
+        # The S3 server's secret, not a Flask key; made once per embedded server.
+        made = secrets.token_urlsafe(30)  # migrate: ignore[secret-key-per-process]
+        self.secret_key = secret_key or made
         self.process: subprocess.Popen | None = None
         self._started = False  # once up, the port is kept (restart: same URL)
 
@@ -502,7 +504,8 @@ class StoreSet:
                 self.s3 = EmbeddedS3(self.run_dir, bucket=o["s3_bucket"]).start()
                 endpoint, access_key, secret_key = (self.s3.endpoint_url, self.s3.access_key,
                                                     self.s3.secret_key)
-            database_url = o["database_url"] or f"sqlite:///{self.run_dir / 'shop.db'}"
+            local = f"sqlite:///{self.run_dir / 'shop.db'}"  # migrate: ignore[sqlite-local]
+            database_url = o["database_url"] or local
         except BaseException:
             self.stop()
             raise

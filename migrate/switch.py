@@ -393,7 +393,9 @@ def switch_config(
         raise UsageError(f"DATABASE_URL is not set in {path}: give --database-url URL "
                          "(the before-app's database, upgraded with `migrate db upgrade`)")
 
-    updates = {"SESSION_TYPE": "redis", "REDIS_URL": redis_url, "S3_BUCKET": s3_bucket,
+    # The after-app's settings, written to its .env file (not this process's Flask config).
+    updates = {"SESSION_TYPE": "redis",  # migrate: ignore[session-not-initialised]
+               "REDIS_URL": redis_url, "S3_BUCKET": s3_bucket,
                "DATABASE_URL": database_url}
     if endpoint:
         updates["S3_ENDPOINT_URL"] = endpoint

@@ -118,8 +118,10 @@ def verify_started(
         base = Path(run_dir) if run_dir else Path(tmp)
         narrate("starting embedded Redis and S3 on 127.0.0.1")
         # A fresh SQLite database in the run dir: the kill test never touches the user's data.
-        with start_stores(base / "stores", database_url=f"sqlite:///{base / 'shop.db'}") as s:
-            env = {**s.stores.app_env(), "SECRET_KEY": secrets.token_hex(32)}
+        local = f"sqlite:///{base / 'shop.db'}"  # migrate: ignore[sqlite-local]
+        with start_stores(base / "stores", database_url=local) as s:
+            key = secrets.token_hex(32)  # migrate: ignore[secret-key-per-process]
+            env = {**s.stores.app_env(), "SECRET_KEY": key}
             narrate(f"starting {instances} {app} instance(s)")
             with Cluster(app, instances, env, base / app) as cluster:
                 trip = Journey(cluster.urls, user=user, password=password, file_size=file_size)
