@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+import botocore.exceptions
 from flask import Flask, Request, jsonify, render_template, request, session
 from flask.sessions import SessionMixin
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -81,6 +82,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     # Registered per exception class so it applies in TESTING too (500s propagate there).
     for unavailable in stores.UNAVAILABLE:
         app.register_error_handler(unavailable, store_unavailable)
+
+    @app.errorhandler(botocore.exceptions.ClientError)
+    def upload_gone(error: botocore.exceptions.ClientError):
+        # The storage no longer knows a multipart upload (aborted, expired, or an S3 server
+        # that keeps them in memory was restarted): the client must start over, say so.
+        if error.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            raise error
+        message = "The storage no longer has this upload: start it again with POST /uploads."
+        return {"error": message}, 410
 
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError):
