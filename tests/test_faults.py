@@ -334,3 +334,50 @@ def test_a_killed_export_leaves_no_worker_processes(store_set, user_env: dict[st
     finally:
         leftovers = _reap_group(export.pid, wait=5.0)  # then killed: never left running
     assert not leftovers, f"processes outlived the killed export: {leftovers}"
+
+
+@pytest.mark.slow
+def test_export_sessions_killed_mid_run_resumes_and_every_session_is_there(
+        stores, tmp_path: Path) -> None:
+    import msgspec
+    import redis
+
+    count = 200_000
+    now = time.time()
+    dump = tmp_path / "sessions.ndjson"
+    with open(dump, "wb") as handle:
+        for i in range(count):
+            handle.write(msgspec.json.encode({
+                "sid": f"sid-{i:07d}", "expires": now + 3600,
+                "data": {"_permanent": True, "user_id": i, "recent": [i % 7]}}) + b"\n")
+    client = redis.Redis.from_url(stores.redis_url)  # emptied for this test by the fixture
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    command = _migrate("export-sessions", "--from", str(dump), "--redis", stores.redis_url,
+                       "--json")
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _kill_when(first, lambda: client.dbsize() >= 20_000)
+    finally:
+        _reap_group(first.pid)
+    written_before = client.dbsize()
+    assert 20_000 <= written_before < count, "the kill did not land mid-run"
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    report = json.loads(second.stdout)
+    assert report["read"] == count and report["failed"] == 0
+    # What the killed run wrote is skipped, not written again; the rest is written now.
+    assert report["skipped"] == written_before
+    assert report["written"] == count - written_before
+    assert client.dbsize() == count
+
+    check = subprocess.run(_migrate("verify", "sessions", "--from", str(dump), "--redis",
+                                    stores.redis_url, "--json"),
+                           env=env, capture_output=True, text=True, timeout=180)
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    for i in random.Random(3).sample(range(count), 20):  # as the after-app reads them
+        data = msgspec.msgpack.decode(client.get(f"session:sid-{i:07d}"))
+        assert data == {"_permanent": True, "user_id": i, "recent": [i % 7]}
+        assert 3500 < client.ttl(f"session:sid-{i:07d}") <= 3600
+    client.close()
