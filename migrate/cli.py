@@ -682,9 +682,15 @@ def verify_instances_command(
 
     file_size = file_mib * 1024 * 1024
     if start_app:
-        result = verify_started(start_app, instances, kill_one=kill_one, user=user,
-                                password=password, file_size=file_size, on_step=on_step,
-                                narrate=narrate)
+        _interrupt_on_sigterm()  # Ctrl-C or SIGTERM: the library's `with` blocks stop it all
+        try:
+            result = verify_started(start_app, instances, kill_one=kill_one, user=user,
+                                    password=password, file_size=file_size, on_step=on_step,
+                                    narrate=narrate)
+        except KeyboardInterrupt:
+            err_console.print("stopped: every process verify started has been stopped",
+                              highlight=False)
+            ctx.exit(130)
     else:
         result = verify_instances(list(urls), user=user, password=password,
                                   file_size=file_size, on_step=on_step)

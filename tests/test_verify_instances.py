@@ -163,3 +163,48 @@ def _children() -> set[int]:
         if int(fields[1]) == os.getpid() and fields[0] != "Z":
             pids.add(int(entry))
     return pids
+
+
+@pytest.mark.slow
+def test_sigterm_during_start_stops_everything_it_started(tmp_path):
+    """Ctrl-C or SIGTERM mid-journey: one line, exit 130, no process left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+    from pathlib import Path
+
+    mark = f"MIGRATE_TEST_MARK={uuid.uuid4().hex}"  # inherited by every process it starts
+    env = {**os.environ, mark.split("=")[0]: mark.split("=")[1]}
+    err = tmp_path / "stderr.txt"
+    with open(err, "wb") as handle:
+        command = [str(Path(sys.executable).parent / "migrate"), "verify", "instances",
+                   "--start", "stateless", "--file-mib", "6"]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=handle)
+        deadline = time.monotonic() + 60
+        while b"step 2 " not in err.read_bytes():
+            assert process.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)
+        assert _marked(mark), "nothing was started?"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 130
+    assert err.read_text().strip().splitlines()[-1].startswith("stopped:")
+    assert "Traceback" not in err.read_text()
+    assert _marked(mark) == []
+
+
+def _marked(mark: str) -> list[int]:
+    """Live processes whose environment carries ``mark``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    if mark.encode() in handle.read().split(b"\0"):
+                        with open(f"/proc/{entry}/stat") as stat:
+                            if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                                found.append(int(entry))
+            except OSError:
+                continue
+    return found
