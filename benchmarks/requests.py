@@ -332,11 +332,14 @@ def main() -> int:
     print(f"\nthroughput, {args.users} logged-in users, the five requests in turn, "
           f"{args.seconds:g} s per run, best of {args.rounds} rounds taking turns")
     print(f"{'shop':<8} {'instances':>9} {'requests':>9} {'seconds':>8} {'requests/s':>11}   "
-          f"CPU s: {'client':>6} {'instances':>9} {'stores':>6}  machine busy")
+          f"CPU s: {'client':>6} {'instances':>9} {'stores':>6}  instance CPU/request  "
+          f"machine busy")
     for run in runs:
         print(f"{run.shop:<8} {run.instances:>9} {run.requests:>9,} {run.seconds:>8.2f} "
               f"{run.per_second:>11,.1f}   {'':6} {run.cpu_client_s:>6.1f} "
-              f"{run.cpu_instances_s:>9.1f} {run.cpu_stores_s:>6.1f}  {run.cpu_busy:>11.0%}")
+              f"{run.cpu_instances_s:>9.1f} {run.cpu_stores_s:>6.1f}  "
+              f"{run.cpu_instances_s * 1000 / max(1, run.requests):>17.2f} ms  "
+              f"{run.cpu_busy:>11.0%}")
     print(f"after, 2 instances vs 1: {ratio:.2f}x")
     if load > 0.5 * (os.cpu_count() or 1):
         print(f"note: load average {load:.2f} at start on {os.cpu_count()} CPUs: other work "
