@@ -151,6 +151,7 @@ class Shopper(threading.Thread):
         self.avatar: bytes | None = None
         self.rng = random.Random(index)
         self.error: BaseException | None = None
+        self._recovering = False
 
     # --- requests ------------------------------------------------------------------------
 
@@ -189,8 +190,14 @@ class Shopper(threading.Thread):
         if response.status_code == 302 and "/login" in response.headers.get("Location", ""):
             self.tally.logouts += 1
             self.tally.problem(f"logged out on {response.headers.get('X-Instance', '?')}")
-            self.login()
-            self.check_cart()  # count what the new session lost, once
+            if self.login() and not self._recovering:
+                # Count what came back after signing in again, once, before anything changes it.
+                self._recovering = True
+                try:
+                    self.check_cart()
+                    self.check_avatar()
+                finally:
+                    self._recovering = False
             return True
         return False
 
@@ -245,9 +252,7 @@ class Shopper(threading.Thread):
         if self.avatar is None:
             return
         r = self.send("GET", "/account/avatar")
-        if r is not None and self.logged_out(r):
-            r = self.send("GET", "/account/avatar")  # signed in again: is the avatar still there?
-        if r is None:
+        if r is None or self.logged_out(r):  # (signing in again checks the avatar)
             return
         if r.status_code != 200 or r.content != self.avatar:
             self.tally.lost_files += 1
