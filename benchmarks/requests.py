@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -249,6 +250,8 @@ def main() -> int:
         parser.error("--requests, --users and --rounds must be at least 1, --seconds above 0")
     quiet = args.json
     started = time.perf_counter()
+    # SIGTERM as Ctrl-C: unwind, so every server started here is stopped by its pid.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load = os.getloadavg()[0]  # other work on the machine skews every figure: say how much
     clusters: list[Cluster] = []
 
