@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .children import die_with_parent
 from .errors import CheckFailed, ConnectionFailure, UsageError
 from .keys import object_key
 from .s3raw import (
@@ -383,8 +384,10 @@ _worker_endpoint: Endpoint | None = None
 _local = threading.local()
 
 
-def _init_worker(ep: Endpoint) -> None:
+def _init_worker(ep: Endpoint, parent_pid: int | None = None) -> None:
     global _worker_endpoint
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     _worker_endpoint = ep
 
 
@@ -837,7 +840,7 @@ def _transfer(ep: Endpoint, todo: list[_Entry], jobs: int, processes: int | None
 
             # spawn: the parent has threads (progress, large uploads); forking them is unsafe.
             with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_init_worker, initargs=(ep,)) as pool:
+                                     initializer=_init_worker, initargs=(ep, os.getpid())) as pool:
                 size = max(16, min(256, len(small) // (procs * 8) or 16))
                 futures = [pool.submit(_put_batch, [(e.path, e.key, e.mtime_ns)
                                                     for e in small[i:i + size]], threads)
@@ -1110,7 +1113,7 @@ def verify_files(
         threads = max(1, -(-jobs // procs))
         size = max(16, min(256, len(items) // (procs * 8) or 16))
         with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(ep,)) as pool:
+                                 initializer=_init_worker, initargs=(ep, os.getpid())) as pool:
             futures = [pool.submit(_check_batch, items[i:i + size], threads)
                        for i in range(0, len(items), size)]
             for fut in futures:

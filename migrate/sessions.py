@@ -43,6 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from .children import die_with_parent
 from .errors import ConnectionFailure, MigrateError, UsageError
 
 DEFAULT_PREFIX = "session:"
@@ -960,7 +961,9 @@ def auto_jobs(sources: list[Source]) -> int:
 
 
 def _export_worker(queue: Any, part: tuple[int, int], sources: list[str], redis_url: str,
-                   cluster: bool, options: Options, dry_run: bool) -> None:
+                   cluster: bool, options: Options, dry_run: bool, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
+
     def progress(label: str, done: int, total: int | None) -> None:
         queue.put(("progress", part[0], label, done, total))
 
@@ -986,7 +989,8 @@ def _export_in_parallel(sources: list[str], redis_url: str, cluster: bool, optio
     queue = context.Queue()
     workers = [
         context.Process(target=_export_worker, daemon=True,
-                        args=(queue, (i, jobs), sources, redis_url, cluster, options, dry_run))
+                        args=(queue, (i, jobs), sources, redis_url, cluster, options, dry_run,
+                              os.getpid()))
         for i in range(jobs)
     ]
     started = time.monotonic()

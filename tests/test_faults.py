@@ -314,9 +314,6 @@ def test_export_files_killed_mid_run_resumes_without_uploading_twice(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="migrate/files.py: the export's spawn worker processes "
-                   "(and multiprocessing's resource tracker) outlive a SIGKILLed `migrate "
-                   "export-files` and keep uploading their queued batches, then idle forever")
 def test_a_killed_export_leaves_no_worker_processes(store_set, user_env: dict[str, str],
                                                      tmp_path: Path) -> None:
     stores = store_set.stores
