@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import random
 import signal
@@ -106,7 +107,7 @@ class User:
 def percentile(samples: list[float], q: float) -> float:
     """Nearest-rank percentile of ``samples`` (seconds) in milliseconds."""
     ordered = sorted(samples)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1] * 1000
 
 
