@@ -333,9 +333,11 @@ class EmbeddedS3:
     def _start_once(self) -> EmbeddedS3:
         self.dir.mkdir(parents=True, exist_ok=True)
         command = [rclone_binary(), "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
-                   "--auth-key", f"{self.access_key},{self.secret_key}",
                    "--config", os.devnull, str(self.dir)]
-        self.process = spawn(command, self.log, _rclone_env())
+        # The key pair through the environment, not argv: anyone on the host can read argv in
+        # `ps`. rclone reads a list flag's variable as CSV, hence the quotes around "key,secret".
+        env = {**_rclone_env(), "RCLONE_AUTH_KEY": f'"{self.access_key},{self.secret_key}"'}
+        self.process = spawn(command, self.log, env)
         self._wait()
         self._create_bucket()
         return self

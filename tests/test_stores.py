@@ -77,6 +77,18 @@ def test_embedded_s3_put_get_delete_and_a_restart_keeps_objects(tmp_path: Path) 
         s3.stop()
 
 
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the command line through /proc")
+def test_the_s3_secret_is_not_on_the_servers_command_line(tmp_path: Path) -> None:
+    # Anyone on the host can read a process's argv (`ps`); the key pair goes by environment.
+    s3 = EmbeddedS3(tmp_path).start()
+    try:
+        argv = Path(f"/proc/{s3.pid}/cmdline").read_bytes().decode()
+        assert s3.secret_key not in argv and "serve\0s3" in argv
+        assert "shop" in [b["Name"] for b in s3.client().list_buckets()["Buckets"]]
+    finally:
+        s3.stop()
+
+
 def test_store_set_gives_the_app_env_and_stop_leaves_nothing() -> None:
     with start_stores() as started:
         env = started.stores.app_env()
