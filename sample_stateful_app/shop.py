@@ -66,9 +66,10 @@ def nav():
 @bp.get("/")
 def catalog():
     recent_ids = session.get("recent", [])
-    by_id = {row["id"]: row for row in catalog_rows()}
+    rows = catalog_rows()
+    by_id = {row["id"]: row for row in rows}
     recent = [by_id[i] for i in recent_ids if i in by_id]
-    return render_template("catalog.html", products=catalog_rows(), recent=recent)
+    return render_template("catalog.html", products=rows, recent=recent)
 
 
 @bp.get("/product/<int:product_id>")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
 from .auth import current_user, login_required
@@ -39,16 +39,21 @@ def cart_key() -> str:
 
 def cart_items() -> dict[int, int]:
     """The signed-in user's cart: product id -> quantity."""
-    return {int(k): int(v) for k, v in redis_client().hgetall(cart_key()).items()}
+    # One Redis round trip per request, however often the page and the header ask.
+    if "cart" not in g:
+        g.cart = {int(k): int(v) for k, v in redis_client().hgetall(cart_key()).items()}
+    return g.cart
 
 
 def add_to_cart(product_id: int, quantity: int) -> None:
     # HINCRBY is atomic: two instances adding at once both count (no session rewrite race).
     redis_client().hincrby(cart_key(), str(product_id), quantity)
+    g.pop("cart", None)
 
 
 def clear_cart() -> None:
     redis_client().delete(cart_key())
+    g.pop("cart", None)
 
 
 def view_count(product_id: int) -> int:
@@ -67,9 +72,10 @@ def nav():
 @bp.get("/")
 def catalog():
     recent_ids = session.get("recent", [])
-    by_id = {row["id"]: row for row in catalog_rows()}
+    rows = catalog_rows()
+    by_id = {row["id"]: row for row in rows}
     recent = [by_id[i] for i in recent_ids if i in by_id]
-    return render_template("catalog.html", products=catalog_rows(), recent=recent)
+    return render_template("catalog.html", products=rows, recent=recent)
 
 
 @bp.get("/product/<int:product_id>")
