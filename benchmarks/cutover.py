@@ -66,7 +66,8 @@ def main() -> None:
         share = getattr(tool, name) / max(1, getattr(plain, name))
         print(f"{label} with migrate / plain redeploy: {share:.2f}")
     lost = tool.failed_requests + tool.logouts + tool.lost_cart_items + tool.lost_files
-    print(f"headline: {tool.requests} requests by {args.users} users during the cut-over, "
+    print(f"headline: {tool.requests} requests by {args.users} users over the run (before, "
+          f"during and after the cut-over and the SIGKILL), "
           f"{lost} lost (failed requests, logouts, cart items, files): "
           f"{'0, as required' if lost == 0 else 'NOT 0'}")
     for problem in tool.problems:

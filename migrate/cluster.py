@@ -318,7 +318,7 @@ class Cluster:
 
     def _haproxy_config(self) -> str:
         servers = "\n".join(
-            f"    server instance-{i + 1} 127.0.0.1:{inst.port} check inter 200ms fall 1 rise 1"
+            f"    server instance-{i + 1} 127.0.0.1:{inst.port} check inter 200ms fall 3 rise 1"
             for i, inst in enumerate(self._instances))
         return f"""# written by migrate.cluster; removed with its run dir
 global
@@ -329,7 +329,9 @@ defaults
     timeout connect 1s
     timeout client 60s
     timeout server 60s
-    timeout check 1s
+    # A slow /healthz on a busy host must not take the last good instance out: a dead one
+    # fails its checks at once (refused), and redispatch covers the requests until then.
+    timeout check 3s
     retries 3
     # a refused connection is retried on another server, not returned as a 503
     option redispatch 1

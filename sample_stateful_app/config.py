@@ -13,6 +13,8 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_FOLDER": None,  # None: uploads/ in the instance folder
     "SESSION_TYPE": "cachelib",
     "SESSION_PERMANENT": True,
+    # Save a session when it changes, not on every request: a page view writes nothing.
+    "SESSION_REFRESH_EACH_REQUEST": False,
     "PERMANENT_SESSION_LIFETIME": 7 * 24 * 3600,
     "MAX_CONTENT_LENGTH": 6 * 1024 * 1024,  # one 5 MiB chunk plus headers
     "AVATAR_MAX_BYTES": 1024 * 1024,
