@@ -31,6 +31,9 @@ def load_config(instance_path: str) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for key, default in DEFAULTS.items():
         value = os.environ.get(key, file_values.get(key, default))
+        if isinstance(default, bool) and isinstance(value, str):
+            # From the environment every value is text: "false" must not read as True.
+            value = value.strip().lower() in ("1", "true", "yes", "on")
         config[key] = int(value) if key in INTS and value is not None else value
     config["DATABASE_URL"] = config["DATABASE_URL"] or (
         "sqlite:///" + os.path.join(instance_path, "shop.db")

@@ -38,6 +38,9 @@ def load_config() -> dict[str, Any]:
     config: dict[str, Any] = {}
     for key, default in DEFAULTS.items():
         value = os.environ.get(key, file_values.get(key, default))
+        if isinstance(default, bool) and isinstance(value, str):
+            # From the environment every value is text: "false" must not read as True.
+            value = value.strip().lower() in ("1", "true", "yes", "on")
         config[key] = int(value) if key in INTS and value is not None else value
     return config
 

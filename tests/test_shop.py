@@ -265,3 +265,16 @@ def test_health_and_readiness(client):
     assert ready.status_code == 200
     assert ready.json["status"] == "ready"
     assert all(v == "ok" for k, v in ready.json.items() if k != "status")
+
+
+@pytest.mark.parametrize("kind", ["stateful", "stateless"])
+def test_a_false_flag_from_the_environment_reads_as_false(kind, monkeypatch, tmp_path):
+    import importlib
+
+    monkeypatch.setenv("ENV_FILE", str(tmp_path / "absent.env"))
+    monkeypatch.setenv("SESSION_PERMANENT", "false")
+    monkeypatch.setenv("SESSION_REFRESH_EACH_REQUEST", "True")
+    config = importlib.import_module(f"sample_{kind}_app.config")
+    loaded = config.load_config(str(tmp_path)) if kind == "stateful" else config.load_config()
+    assert loaded["SESSION_PERMANENT"] is False
+    assert loaded["SESSION_REFRESH_EACH_REQUEST"] is True
