@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from .cluster import Cluster
-from .journey import Journey, JourneyResult, _cart_lines
+from .journey import Journey, JourneyResult, _cart_lines, _cause
 from .stores import Stores, start_stores
 
 if TYPE_CHECKING:
@@ -129,13 +129,6 @@ def _refused(exc: requests.ConnectionError) -> bool:
                                    "ConnectionResetError", "RemoteDisconnected"))
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost cause, in one short line (URLs here are loopback and carry no secrets)."""
-    while exc.__context__ is not None and not isinstance(exc, OSError):
-        exc = exc.__context__
-    return f"{type(exc).__name__}: {str(exc)[:160]}"
-
-
 class Shopper(threading.Thread):
     """One simulated user: logs in once, then adds to the cart, checks it, changes the avatar."""
 
@@ -171,7 +164,7 @@ class Shopper(threading.Thread):
                     refused = base
                     time.sleep(0.05)
                     continue
-                self.fail(f"{method} {path} on {base}: {_reason(exc)}")
+                self.fail(f"{method} {path} on {base}: {_cause(exc)}")
                 return None
             self.tally.requests += 1
             if response.status_code >= 500:

@@ -99,17 +99,30 @@ class RoundRobin:
         """Send one request; returns (response, base URL that served it, refusals skipped)."""
         kwargs.setdefault("allow_redirects", False)
         kwargs.setdefault("timeout", self.timeout)
-        for attempt in range(len(self.urls)):
+        cause = ""
+        # One URL (a balancer in front) still gets a second try: a kept-alive connection it
+        # closed as an instance died fails at once, and a browser sends the request again.
+        for attempt in range(max(2, len(self.urls))):
             base = self.urls[self._next % len(self.urls)]
             self._next += 1
             try:
                 return self.http.request(method, base + path, **kwargs), base, attempt
-            except requests.ConnectionError:
+            except requests.ConnectionError as exc:
                 # Nothing was received: the instance is down. Rewind a streamed body and go on.
+                cause = _cause(exc)
                 for value in (kwargs.get("files") or {}).values():
                     value[1].seek(0)
+                time.sleep(0.05 * attempt)
                 continue
-        raise NoInstanceAnswers(f"no instance answered {method} {path} ({', '.join(self.urls)})")
+        raise NoInstanceAnswers(f"no instance answered {method} {path} "
+                                f"({', '.join(self.urls)}): {cause}")
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason for a connection error, in one short line."""
+    while exc.__context__ is not None and not isinstance(exc, OSError):
+        exc = exc.__context__
+    return f"{type(exc).__name__}: {str(exc)[:120]}"
 
 
 def normalize(response: requests.Response) -> str:
