@@ -50,7 +50,10 @@ STEPS: tuple[StepDef, ...] = (
             "backup is kept and `--rollback` restores it."),
     StepDef("roll-instances", "Roll the instances one at a time (manual)",
             "Replace each before-instance with an after-instance, one at a time, so users are "
-            "always served; the bridge keeps both halves in step.", manual=True),
+            "always served: stop it (in-flight requests finish), run export-files again on its "
+            "upload folder (files uploaded since the export), start the after-app in its place. "
+            "The bridge keeps sessions in step; the expand triggers keep the database in step.",
+            manual=True),
     StepDef("verify", "Verify sessions and files",
             "Proves nothing was lost: every exported session is in Redis with its TTL, every "
             "file is in S3 with the same bytes."),
