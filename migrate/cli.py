@@ -878,7 +878,9 @@ def scan(ctx: click.Context, path: str, fmt: str, as_json: bool, fail_on: str,
 
     fmt = "json" if as_json else fmt
     result = scan_path(path, include_tests=include_tests, exclude=exclude, jobs=jobs)
-    _summary(files=result.files, **result.counts)
+    counts = result.counts
+    _summary(files=result.files, errors=counts.get("error", 0),
+             warnings=counts.get("warning", 0), notes=counts.get("note", 0))
     if fmt == "text":
         if output:
             with open(output, "w", encoding="utf-8") as handle:

@@ -39,7 +39,7 @@ def test_nothing_recorded_until_the_runbook_is_started(project: Path):
     assert book.next_command == "migrate scan APP_DIR"
 
 
-def test_hook_records_real_runs_failed_then_done(project: Path):
+def test_hook_records_a_scan_that_finds_traps_as_done(project: Path):
     assert run("steps").exit_code == 0
     assert (project / ".migrate").is_dir()
     app = str(ROOT / "sample_stateful_app")
@@ -50,10 +50,12 @@ def test_hook_records_real_runs_failed_then_done(project: Path):
     assert entry.command == f"migrate scan {app}"
     book = runbook.build(project)
     scan = book.steps[0]
-    assert scan.state == "failed" and scan.error == "exited with code 1"
-    assert book.next_step == "scan" and book.next_command == f"migrate scan {app}"
+    # Traps found is the audit done: the findings are the migration's to-do list.
+    assert scan.state == "done" and "errors" in scan.did and "files" in scan.did
+    assert book.next_step == "preflight"
+
     status = run("status")
-    assert "failed" in status.output and f"retry: migrate scan {app}" in status.output
+    assert "errors" in status.output and "retry: migrate scan" not in status.output
 
     assert run("scan", app, "--fail-on", "never").exit_code == 0
     book = runbook.build(project)
