@@ -618,9 +618,12 @@ def export_files(
     problems: list[FileRecord] = []
     chunk_dirs: list[str] = []
     entries: list[_Entry] = []
-    for root in roots:
-        entries.extend(_scan(root, prefix, problems, chunk_dirs))
-    listing = list_prefix(ep, prefix) if exists else {}
+    # The bucket listing mostly waits on the server: run it while this process walks the tree.
+    with ThreadPoolExecutor(1) as lister:
+        listed = lister.submit(list_prefix, ep, prefix) if exists else None
+        for root in roots:
+            entries.extend(_scan(root, prefix, problems, chunk_dirs))
+        listing = listed.result() if listed is not None else {}
     state_path = Path(state_file) if state_file else default_state_path(ep)
     state = _load_state(state_path)
 
