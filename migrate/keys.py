@@ -8,12 +8,20 @@ are refused, so a key can never point outside the prefix.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from pathlib import PurePosixPath, PureWindowsPath
+
+# A plain relative POSIX path: ASCII names that do not start with a dot (so no "." or ".."),
+# one slash between them. Such a path is its own key; export-files meets thousands of them.
+_PLAIN = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*")
 
 
 def object_key(relative_path: str, prefix: str = "") -> str:
     """``avatars/1/me.png`` under ``prefix`` -> ``prefix/avatars/1/me.png`` (NFC, POSIX)."""
+    if _PLAIN.fullmatch(relative_path):
+        prefix = unicodedata.normalize("NFC", prefix).strip("/") if prefix else ""
+        return f"{prefix}/{relative_path}" if prefix else relative_path
     text = unicodedata.normalize("NFC", relative_path)
     posix = PureWindowsPath(text).as_posix() if "\\" in text else text
     path = PurePosixPath(posix)
