@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 PASSWORD = "shopper-pass"
 HOLD_SECONDS = 30.0  # how long a user's request waits for a refused instance to come back
 PRODUCTS = 5
+# What each user counts, named as in CutoverResult, which sums them.
+COUNTS = ("requests", "failed_requests", "logouts", "lost_cart_items", "lost_files", "rounds")
 Narrate = Callable[[str], None]
 
 
@@ -61,9 +63,9 @@ class Tally:
     """What one simulated user noticed."""
 
     requests: int = 0
-    failed: int = 0
+    failed_requests: int = 0
     logouts: int = 0
-    lost_items: int = 0
+    lost_cart_items: int = 0
     lost_files: int = 0
     rounds: int = 0
     problems: list[str] = field(default_factory=list)
@@ -175,7 +177,7 @@ class Shopper(threading.Thread):
 
     def fail(self, text: str) -> None:
         self.tally.requests += 1
-        self.tally.failed += 1
+        self.tally.failed_requests += 1
         self.tally.problem(text)
 
     def logged_out(self, response: requests.Response) -> bool:
@@ -225,7 +227,7 @@ class Shopper(threading.Thread):
         shown = _cart_lines(r.text)
         missing = sum(max(0, n - shown.get(p, 0)) for p, n in self.cart.items())
         if missing:
-            self.tally.lost_items += missing
+            self.tally.lost_cart_items += missing
             self.tally.problem(f"{missing} cart items missing on "
                                f"{r.headers.get('X-Instance', '?')}")
         self.cart = shown  # count a loss once
@@ -462,15 +464,10 @@ def run_cutover(
                     stop.set()
                     for s in shoppers:
                         s.join(timeout=HOLD_SECONDS + 30)
+                for name in COUNTS:  # the users' tallies add up to the run's
+                    setattr(result, name, sum(getattr(s.tally, name) for s in shoppers))
                 for s in shoppers:
-                    t = s.tally
-                    result.requests += t.requests
-                    result.failed_requests += t.failed
-                    result.logouts += t.logouts
-                    result.lost_cart_items += t.lost_items
-                    result.lost_files += t.lost_files
-                    result.rounds += t.rounds
-                    result.problems += [f"{s.username}: {p}" for p in t.problems]
+                    result.problems += [f"{s.username}: {p}" for p in s.tally.problems]
                 result.problems = result.problems[:20]
                 if keep_running:
                     if kill:

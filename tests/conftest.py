@@ -134,3 +134,22 @@ class AuthActions:
 @pytest.fixture
 def auth(client) -> AuthActions:
     return AuthActions(client)
+
+
+@pytest.fixture
+def start_cluster(stores, database_factory, tmp_path):
+    """Start a cluster of either shop on the shared stores, each with its own fresh database."""
+    from migrate.cluster import Cluster
+
+    started: list[Cluster] = []
+
+    def start(app: str, instances: int, **options) -> Cluster:
+        env = {**stores.app_env(), "DATABASE_URL": database_factory(), "SECRET_KEY": SECRET}
+        cluster = Cluster(app, instances, env, tmp_path / f"{app}-{len(started)}", **options)
+        started.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop_all()

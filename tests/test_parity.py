@@ -13,28 +13,10 @@ import re
 import pytest
 import requests
 
-from migrate.cluster import Cluster, haproxy_available
+from migrate.cluster import haproxy_available
 from migrate.journey import Journey, run_journey
-from tests.conftest import SECRET
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def start_cluster(stores, database_factory, tmp_path):
-    """Start a cluster of either shop on the shared stores, each with its own fresh database."""
-    started: list[Cluster] = []
-
-    def start(app: str, instances: int, **options) -> Cluster:
-        env = {**stores.app_env(), "DATABASE_URL": database_factory(), "SECRET_KEY": SECRET}
-        cluster = Cluster(app, instances, env, tmp_path / f"{app}-{len(started)}", **options)
-        started.append(cluster)
-        cluster.start()
-        return cluster
-
-    yield start
-    for cluster in started:
-        cluster.stop_all()
 
 
 def test_before_one_instance_passes(start_cluster):

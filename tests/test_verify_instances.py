@@ -10,26 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from migrate.cli import cli
-from migrate.cluster import Cluster
 from migrate.stores import free_port
-from tests.conftest import SECRET
-
-
-@pytest.fixture
-def start_cluster(stores, database_factory, tmp_path):
-    """Start a cluster of either shop on the shared stores, each with its own fresh database."""
-    started: list[Cluster] = []
-
-    def start(app: str, instances: int) -> Cluster:
-        env = {**stores.app_env(), "DATABASE_URL": database_factory(), "SECRET_KEY": SECRET}
-        cluster = Cluster(app, instances, env, tmp_path / f"{app}-{len(started)}")
-        started.append(cluster)
-        cluster.start()
-        return cluster
-
-    yield start
-    for cluster in started:
-        cluster.stop_all()
 
 
 def invoke(*args: str):
