@@ -25,7 +25,7 @@ from pathlib import Path
 # The repo root instead of benchmarks/: benchmarks/requests.py would shadow the requests package.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from migrate.cutover import CutoverResult, run_cutover  # noqa: E402
+from migrate.harness.cutover import CutoverResult, run_cutover  # noqa: E402
 
 ROWS = [("requests", "requests"), ("failed requests", "failed_requests"),
         ("logouts", "logouts"), ("lost cart items", "lost_cart_items"),

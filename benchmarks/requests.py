@@ -1,7 +1,7 @@
 """What moving state out of the process costs per request: the before-shop beside the after.
 
 One run, on the embedded stores (redis-server and `rclone serve s3` on 127.0.0.1, free ports,
-SQLite files in a temporary folder), with gunicorn instances started by migrate.cluster (one
+SQLite files in a temporary folder), with gunicorn instances started by migrate.harness.cluster (one
 sync worker each, as in the tests):
 
   - latency: the journey's hot requests (catalog page, add to cart, view cart, account page,
@@ -46,8 +46,8 @@ sys.path.insert(0, str(HERE.parent))
 
 import requests  # noqa: E402
 
-from migrate.cluster import Cluster  # noqa: E402
-from migrate.stores import start_stores  # noqa: E402
+from migrate.harness.cluster import Cluster  # noqa: E402
+from migrate.harness.stores import start_stores  # noqa: E402
 
 SECRET_KEY = "benchmark-secret-key-0123456789abcdef"
 USERS = [("alice", "wonderland"), ("bob", "builder")]

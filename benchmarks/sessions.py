@@ -101,7 +101,7 @@ def serve_bridge(port: int, count: int, seed: int) -> None:
     from flask_session import Session
     from werkzeug.serving import make_server
 
-    from migrate.bridge import MigrationBridge
+    from migrate.sessions.bridge import MigrationBridge
 
     app = Flask("before")
     app.config.update(SESSION_TYPE="cachelib", MIGRATE_BRIDGE_TOKEN=TOKEN,

@@ -33,7 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     Session(app)
     if app.config["MIGRATE_BRIDGE_TOKEN"]:
         # Migration window only: export these sessions, mirror their changes to Redis.
-        from migrate.bridge import MigrationBridge
+        from migrate.sessions.bridge import MigrationBridge
 
         MigrationBridge(app)
 

@@ -10,7 +10,7 @@ from flask import Flask, Request, jsonify, render_template, request, session
 from flask.sessions import SessionMixin
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from migrate.bridge import RedisSessionInterface
+from migrate.sessions.bridge import RedisSessionInterface
 
 from . import auth, db, health, shop, stores, uploads
 from .config import check_required, load_config
@@ -26,8 +26,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # Sessions live in Redis, shared by every instance; the cookie and serializer are unchanged.
     stores.init_app(app)
-    # Flask-Session's Redis interface as migrate.bridge extends it: it keeps a Redis Cluster
-    # client (Session(app) would swap it for localhost) and finds sessions migrated from files.
+    # Flask-Session's Redis interface as migrate.sessions extends it: it keeps a Redis
+    # Cluster client (Session(app) would swap it for localhost) and finds sessions migrated
+    # from files.
     app.session_interface = _Sessions.from_config(app, stores.redis_client(app))
 
     @app.before_request

@@ -59,7 +59,7 @@ def database_url(database_factory: Callable[[], str]) -> str:
 @pytest.fixture(scope="session")
 def store_set(tmp_path_factory: pytest.TempPathFactory):
     """One embedded Redis and one embedded S3 server (rclone serve s3) for the whole run."""
-    from migrate.stores import start_stores
+    from migrate.harness.stores import start_stores
 
     with start_stores(tmp_path_factory.mktemp("stores")) as started:
         yield started
@@ -139,7 +139,7 @@ def auth(client) -> AuthActions:
 @pytest.fixture
 def start_cluster(stores, database_factory, tmp_path):
     """Start a cluster of either shop on the shared stores, each with its own fresh database."""
-    from migrate.cluster import Cluster
+    from migrate.harness.cluster import Cluster
 
     started: list[Cluster] = []
 

@@ -1,5 +1,6 @@
-"""migrate.bridge in the before-shop, over real HTTP: the token, the export stream, dual-write,
-and the after-shop picking up a migrated session (cart included) under the same cookie."""
+"""migrate.sessions.bridge in the before-shop, over real HTTP: the token, the export stream,
+dual-write, and the after-shop picking up a migrated session (cart included) under the same
+cookie."""
 
 from __future__ import annotations
 
@@ -158,7 +159,7 @@ def bridge_app(tmp_path: Path, cache, **bridge_options):
     from flask import Flask, session
     from flask_session import Session
 
-    from migrate.bridge import MigrationBridge
+    from migrate.sessions.bridge import MigrationBridge
 
     app = Flask("plain")
     app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=cache)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.cluster import Cluster, haproxy_available
+from migrate.harness.cluster import Cluster, haproxy_available
 from tests.conftest import SECRET
 
 CHROMIUM = shutil.which("chromium")

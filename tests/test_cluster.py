@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from migrate.cluster import Cluster, haproxy_available
 from migrate.errors import ConnectionFailure, UsageError
+from migrate.harness.cluster import Cluster, haproxy_available
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "tests.fixtures_app:app"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from migrate.cutover import run_cutover
+from migrate.harness.cutover import run_cutover
 
 pytestmark = pytest.mark.slow
 

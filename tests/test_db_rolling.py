@@ -14,8 +14,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
-from migrate.dbmigrate import downgrade, upgrade
 from migrate.keys import object_key
+from migrate.runbook.db import downgrade, upgrade
 
 AVATAR = "avatars/1/me.png"
 FILE_ID = "0123456789abcdef0123456789abcdef"

@@ -114,7 +114,7 @@ def test_upgrade_stamps_then_turns_paths_into_the_export_keys_and_downgrade_undo
 
 
 def test_upgrade_without_a_prefix_matches_the_after_app_default_keys(before_db: str) -> None:
-    from migrate.dbmigrate import upgrade
+    from migrate.runbook.db import upgrade
 
     result = upgrade(before_db)
     assert result.after == "0003" and result.files == 1

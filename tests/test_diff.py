@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from migrate.cli import cli
-from migrate.diff import diff_trees, render_html
 from migrate.scan import scan_path
+from migrate.scan.diff import diff_trees, render_html
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = ROOT / "sample_stateful_app"

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from migrate.cluster import Cluster
-from migrate.journey import MIB, Journey
-from migrate.stores import StoreSet, start_stores
+from migrate.harness.cluster import Cluster
+from migrate.harness.journey import MIB, Journey
+from migrate.harness.stores import StoreSet, start_stores
 from tests.conftest import SECRET
 
 CART = 'class="line" data-product="(\\d+)" data-quantity="(\\d+)"'

@@ -199,7 +199,7 @@ def test_sigkill_mid_run_then_resume_uploads_every_file_once(
 
 def test_a_corrupted_transfer_is_refused_by_the_server_retried_then_reported(
         tmp_path: Path, s3_server, s3_env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from migrate import s3raw
+    from migrate.files import transfer as s3raw
 
     src = tmp_path / "uploads"
     make_tree(src)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import redis
 
-from migrate.dbmigrate import upgrade
 from migrate.files import export_files
+from migrate.runbook.db import upgrade
 from tests import test_files_support as support
 from tests.test_files_support import migrate_cli
 from tests.test_sessions_support import before_app

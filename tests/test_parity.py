@@ -13,8 +13,8 @@ import re
 import pytest
 import requests
 
-from migrate.cluster import haproxy_available
-from migrate.journey import Journey, run_journey
+from migrate.harness.cluster import haproxy_available
+from migrate.harness.journey import Journey, run_journey
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from migrate import journal, runbook
 from migrate.cli import cli
-from migrate.stores import free_port
+from migrate.harness.stores import free_port
+from migrate.runbook import journal
+from migrate.runbook import steps as runbook
 
 STRONG = "b7f1c0d2e3a4958677aa1b2c3d4e5f60"
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,6 @@ from click.testing import CliRunner
 from flask import Flask, session
 from markupsafe import Markup
 
-from migrate.bridge import RedisSessionInterface
 from migrate.cli import cli
 from migrate.sessions import (
     LEGACY_PREFIX,
@@ -30,6 +29,7 @@ from migrate.sessions import (
     restricted_loads,
     verify_sessions,
 )
+from migrate.sessions.bridge import RedisSessionInterface
 from tests import test_sessions_support as support
 
 # The real servers these tests use (fixtures shared with test_bridge*.py).
@@ -151,7 +151,7 @@ def test_directory_export_is_idempotent_and_dry_run_writes_nothing(session_dir, 
 
 
 def after_style_app(redis_url: str) -> Flask:
-    """A Flask-Session app on migrate.bridge's read-through interface (as the after-shop)."""
+    """A Flask-Session app on migrate's read-through interface (as the after-shop)."""
     import redis
 
     app = Flask("after")

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from migrate.cli import cli
-from migrate.journey import MIB, Journey
+from migrate.harness.journey import MIB, Journey
 from tests import test_sessions_support as support
 
 pytestmark = pytest.mark.slow

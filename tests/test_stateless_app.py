@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from migrate.stores import free_port
+from migrate.harness.stores import free_port
 from tests.conftest import SECRET
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from migrate.cli import cli
 from migrate.errors import ConnectionFailure
-from migrate.stores import EmbeddedRedis, EmbeddedS3, free_port, mask_url, start_stores
+from migrate.harness.stores import EmbeddedRedis, EmbeddedS3, free_port, mask_url, start_stores
 
 
 def gone(pid: int) -> bool:

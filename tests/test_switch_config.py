@@ -12,8 +12,8 @@ from dotenv import dotenv_values
 
 from migrate.cli import cli
 from migrate.errors import UsageError
-from migrate.stores import free_port
-from migrate.switch import ProbesFailed, backups, quote, rollback, switch_config
+from migrate.harness.stores import free_port
+from migrate.runbook.switch import ProbesFailed, backups, quote, rollback, switch_config
 
 STRONG = "b7f1c0d2e3a4958677aa1b2c3d4e5f60"
 BEFORE = f"""# the shop, before
@@ -203,7 +203,7 @@ def test_backup_and_rollback_restore_byte_identical(env_file, s3_env, db_url):
 
 
 def test_s3_option_forms():
-    from migrate.switch import parse_s3
+    from migrate.runbook.switch import parse_s3
 
     assert parse_s3("s3://media") == (None, "media")
     assert parse_s3("http://127.0.0.1:9000") == ("http://127.0.0.1:9000", None)

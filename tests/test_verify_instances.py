@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from migrate.cli import cli
-from migrate.stores import free_port
+from migrate.harness.stores import free_port
 
 
 def invoke(*args: str):
@@ -74,8 +74,8 @@ def test_start_and_kill_one_passes_with_nothing_lost():
 
 def test_start_and_kill_one_table_says_what_was_killed(monkeypatch):
     """The human output of the kill test (a fake library result: the table is what's tested)."""
-    from migrate import verify
-    from migrate.journey import JourneyResult, StepResult
+    from migrate.harness import instances as verify
+    from migrate.harness.journey import JourneyResult, StepResult
 
     steps = [StepResult(1, "catalog", "GET", "/", True, 200, "stateless-1", detail="6 products"),
              StepResult(2, "send chunk 2", "PUT", "/u", True, 200, "stateless-2", retries=1,

@@ -12,9 +12,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UsageError
-from .model import Finding, ParseFailure, ScanResult
-from .rules import RULES, ModuleSummary, analyze_module, resolve_project
+from migrate.errors import UsageError
+from migrate.scan.model import Finding, ParseFailure, ScanResult
+from migrate.scan.rules import RULES, ModuleSummary, analyze_module, resolve_project
 
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "venv", "env", ".venv", "build", "dist",
                        "__pypackages__"})

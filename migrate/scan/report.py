@@ -27,8 +27,8 @@ from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.text import Text
 
-from .model import ScanResult
-from .rules import RULES
+from migrate.scan.model import ScanResult
+from migrate.scan.rules import RULES
 
 JSON_VERSION = 1
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"

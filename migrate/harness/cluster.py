@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from .errors import ConnectionFailure, UsageError
-from .stores import LIVE, _tail, free_port, spawn
+from migrate.errors import ConnectionFailure, UsageError
+from migrate.harness.stores import LIVE, _tail, free_port, spawn
 
 APPS = {
     "stateful": "sample_stateful_app:create_app()",
@@ -320,7 +320,7 @@ class Cluster:
         servers = "\n".join(
             f"    server instance-{i + 1} 127.0.0.1:{inst.port} check inter 200ms fall 3 rise 1"
             for i, inst in enumerate(self._instances))
-        return f"""# written by migrate.cluster; removed with its run dir
+        return f"""# written by migrate.harness.cluster; removed with its run dir
 global
     maxconn 256
 

@@ -24,7 +24,7 @@ with the received chunks as its parts, and its state is written to the after-app
 after-instance. Without ``redis_url`` they are listed by id with the reason.
 
 Small files go through a few worker processes with a lean signed-HTTP client
-(``migrate.s3raw``): boto3's per-request CPU would cap the rate well below ``rclone copy``.
+(``migrate.files.transfer``): boto3's per-request CPU would cap the rate well below ``rclone copy``.
 """
 
 from __future__ import annotations
@@ -45,10 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .children import die_with_parent
-from .errors import CheckFailed, ConnectionFailure, UsageError
-from .keys import object_key
-from .s3raw import (
+from migrate.errors import CheckFailed, ConnectionFailure, UsageError
+from migrate.files.transfer import (
     RETRYABLE,
     Endpoint,
     RawS3,
@@ -57,6 +55,8 @@ from .s3raw import (
     list_tree,
     xml_text,
 )
+from migrate.keys import object_key
+from migrate.procs import die_with_parent
 
 MIB = 1024 * 1024
 DEFAULT_THRESHOLD = 64 * MIB  # multipart at or above this size

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from .errors import ConnectionFailure, MigrateError
+from migrate.errors import ConnectionFailure, MigrateError
 
 START_TIMEOUT = 15.0
 REGION = "us-east-1"
@@ -430,7 +430,7 @@ def check_redis(url: str) -> None:
     """Raise ConnectionFailure (one line, password masked) unless ``url`` answers PING."""
     import redis
 
-    from .sessions import redis_client
+    from migrate.sessions import redis_client
 
     try:
         client = redis_client(url, socket_connect_timeout=3, socket_timeout=5)

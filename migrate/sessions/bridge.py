@@ -2,7 +2,7 @@
 
 Before-app (stateful), for the migration window only::
 
-    from migrate.bridge import MigrationBridge
+    from migrate.sessions.bridge import MigrationBridge
     Session(app)                 # first: the bridge wraps Flask-Session's interface
     MigrationBridge(app)         # reads MIGRATE_BRIDGE_TOKEN and MIGRATE_BRIDGE_REDIS_URL
 
@@ -44,7 +44,7 @@ from typing import Any, Protocol
 import msgspec
 from flask import Blueprint, Flask, Response, abort, request, stream_with_context
 
-from .sessions import (
+from migrate.sessions import (
     DEFAULT_PREFIX,
     LEGACY_PREFIX,
     Record,
@@ -54,7 +54,7 @@ from .sessions import (
     short_id,
 )
 
-log = logging.getLogger("migrate.bridge")
+log = logging.getLogger("migrate.sessions.bridge")
 
 
 class SessionSource(Protocol):
@@ -150,7 +150,7 @@ class MigrationBridge:
         if token:
             app.register_blueprint(self._blueprint(token))
         if self.redis is None and redis_url:
-            from .sessions import redis_client
+            from migrate.sessions import redis_client
 
             self.redis = redis_client(redis_url, socket_timeout=2, socket_connect_timeout=1)
         if self.redis is not None:

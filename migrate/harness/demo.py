@@ -4,7 +4,7 @@ Two before-instances, and the journey failing on them (the user appears logged o
 shopping on them (sticky sessions) and one paused halfway through a chunked upload; then the
 migration while they shop: bridge dual-write, export sessions and files, db upgrade, switch
 config, the instances rolled to the after-app one at a time; the same users carry on logged in
-with their carts and files; one instance SIGKILLed; still fine. See ``migrate.cutover``.
+with their carts and files; one instance SIGKILLed; still fine. See ``migrate.harness.cutover``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cluster import Cluster
-from .cutover import CutoverResult, run_cutover
-from .journey import Journey, JourneyResult
+from migrate.harness.cluster import Cluster
+from migrate.harness.cutover import CutoverResult, run_cutover
+from migrate.harness.journey import Journey, JourneyResult
 
 
 @dataclass

@@ -23,7 +23,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
-from .errors import ConnectionFailure, UsageError
+from migrate.errors import ConnectionFailure, UsageError
 
 EXPAND, CONTRACT = "0002", "0003"
 # What each revision means for the apps that may run on it.

@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ConnectionFailure, UsageError
+from migrate.errors import ConnectionFailure, UsageError
 
 try:
-    from .stores import mask_url
+    from migrate.harness.stores import mask_url
 except ImportError:  # pragma: no cover - stores.py is optional for this module
     def mask_url(url: str) -> str:
         """``url`` with its password replaced by ``***``."""
@@ -220,7 +220,7 @@ def probe_redis(url: str) -> Probe:
     started = time.monotonic()
     key = f"migrate:probe:{uuid.uuid4().hex}"
     try:
-        from .sessions import redis_client
+        from migrate.sessions import redis_client
 
         client = redis_client(url, socket_connect_timeout=3, socket_timeout=5)
         try:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .switch import is_secret_key, mask_argv, mask_value
+from migrate.errors import UsageError
+from migrate.runbook.switch import is_secret_key, mask_argv, mask_value
 
 JOURNAL_DIR = ".migrate"
 JOURNAL_FILE = "journal.jsonl"
@@ -169,7 +169,7 @@ def record_command(group: Any, argv: list[str], exit_code: int | None, error: st
 
 def mark(step: str, done: bool, project: str | os.PathLike[str] | None = None) -> Entry:
     """Mark a step done by hand (``migrate steps done``) or reset it to pending."""
-    from .runbook import STEPS
+    from migrate.runbook.steps import STEPS
 
     names = [s.name for s in STEPS]
     if step not in names:

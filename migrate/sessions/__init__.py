@@ -1,6 +1,6 @@
 """Session sources -> Flask-Session records in Redis (``migrate export-sessions``).
 
-A *source* yields ``Record``s: a running instance's bridge (``migrate.bridge``), a cachelib
+A *source* yields ``Record``s: a running instance's bridge (``migrate.sessions.bridge``), a cachelib
 ``FileSystemCache`` directory, or an NDJSON dump. Each record becomes exactly what Flask-Session
 0.8's ``RedisSessionInterface`` reads: key ``SESSION_KEY_PREFIX + sid``, value the msgspec
 msgpack (or json) of the plain session dict, expiry the session's remaining lifetime.
@@ -17,8 +17,9 @@ the client asks again with ``?after=c`` (``c`` is a digest, never a sid).
 
 ``expires`` is epoch seconds (0 or absent: no expiry, ``lifetime`` applies). A ``digest`` record
 comes from a FileSystemCache file, whose sid is unknown: it is written under ``legacy_prefix +
-digest`` and promoted to ``session:<sid>`` by ``migrate.bridge.RedisSessionInterface`` on the
-user's next request. Pickles are read only by ``restricted_loads``.
+digest`` and promoted to ``session:<sid>`` by the after-app's ``RedisSessionInterface``
+(``migrate.sessions.bridge``) on the user's next request. Pickles are read only by
+``restricted_loads``.
 
 Session contents and full sids never leave this module: failures name a ``short_id``.
 """
@@ -43,8 +44,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from .children import die_with_parent
-from .errors import ConnectionFailure, MigrateError, UsageError
+from migrate.errors import ConnectionFailure, MigrateError, UsageError
+from migrate.procs import die_with_parent
 
 DEFAULT_PREFIX = "session:"
 LEGACY_PREFIX = "session-legacy:"
@@ -405,7 +406,7 @@ def _decode_one_by_one(lines: list[bytes], number: int) -> list[Record]:
 
 
 def bridge_records(url: str, token: str | None, timeout: float = 30.0) -> Iterator[Record]:
-    """Stream a running instance's sessions from its bridge (``migrate.bridge``)."""
+    """Stream a running instance's sessions from its bridge (``migrate.sessions.bridge``)."""
     import requests
 
     endpoint = url.rstrip("/") + BRIDGE_PATH
@@ -437,8 +438,9 @@ def _bridge_page(requests: Any, endpoint: str, url: str, headers: dict, after: s
             )
         if response.status_code == 404:
             raise UsageError(
-                f"no session bridge at {url} (HTTP 404): add migrate.bridge.MigrationBridge to "
-                "the app and set MIGRATE_BRIDGE_TOKEN, then restart it"
+                f"no session bridge at {url} (HTTP 404): add "
+                "migrate.sessions.bridge.MigrationBridge to the app and set MIGRATE_BRIDGE_TOKEN, "
+                "then restart it"
             )
         if response.status_code != 200:
             raise ConnectionFailure(f"the bridge at {url} answered HTTP {response.status_code}")

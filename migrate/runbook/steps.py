@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import journal
+from migrate.runbook import journal
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ STEPS: tuple[StepDef, ...] = (
             "A real round trip to Redis, S3 and the database (switch-config --dry-run): a wrong "
             "URL or a missing credential is found now, not mid-migration."),
     StepDef("bridge-on", "Turn the bridge dual-write on (manual)",
-            "Adds migrate.bridge to the running before-app: sessions changed during the window "
-            "are written to Redis too, so no user is logged out by the export's timing.",
+            "Adds migrate.sessions.bridge to the running before-app: sessions changed during "
+            "the window are written to Redis too, so no user is logged out by the export's timing.",
             manual=True),
     StepDef("export-sessions", "Export live sessions to Redis",
             "Logged-in users and their carts move to the shared Redis; idempotent, so a re-run "

@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from .errors import UsageError
+from migrate.errors import UsageError
 
 MIB = 1024 * 1024
 HEX_ID = re.compile(r"\b[0-9a-f]{32}\b")
@@ -491,7 +491,7 @@ def run_journey(urls: list[str], **options: Any) -> JourneyResult:
 
 def preflight(urls: list[str], timeout: float = 3.0) -> list[str]:
     """The URLs whose ``/healthz`` answers; ConnectionFailure when none does."""
-    from .errors import ConnectionFailure
+    from migrate.errors import ConnectionFailure
 
     client = RoundRobin(urls)
     alive = []

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from .errors import MigrateError
+from migrate.errors import MigrateError
 
 # soft_wrap: a line is one line (greppable), however narrow the terminal.
 console = Console(soft_wrap=True)
@@ -45,7 +45,7 @@ class MigrateGroup(click.Group):
             raise
         finally:  # journal runbook commands; a journal failure must never break the command
             try:
-                from .journal import record_command
+                from migrate.runbook.journal import record_command
                 record_command(self, argv, outcome[0], outcome[1], ctx.meta)
             except Exception as exc:
                 err_console.print(f"warning: journal not written: {exc}", highlight=False,
@@ -67,7 +67,7 @@ def to_json(result: Any) -> str:
 
 def _summary(**counts: Any) -> None:
     """Counts for the runbook journal (`migrate steps` shows what each step did)."""
-    from .journal import SUMMARY_KEY
+    from migrate.runbook.journal import SUMMARY_KEY
 
     click.get_current_context().meta[SUMMARY_KEY] = {
         k.replace("_", " "): v for k, v in counts.items()}
@@ -125,7 +125,7 @@ def journey(
     """
     from rich.table import Table
 
-    from .journey import Journey, StepResult, preflight
+    from migrate.harness.journey import Journey, StepResult, preflight
 
     preflight(list(urls))
     trip = Journey(list(urls), user=user, password=password, file_size=file_mib * 1024 * 1024)
@@ -190,7 +190,7 @@ def demo(ctx: click.Context, users: int, keep_running: bool, as_json: bool) -> N
 
     from rich.table import Table
 
-    from .demo import run_demo
+    from migrate.harness.demo import run_demo
 
     def narrate(text: str) -> None:
         if not as_json:
@@ -255,7 +255,7 @@ def demo(ctx: click.Context, users: int, keep_running: bool, as_json: bool) -> N
 
 def _session_options(command):
     """The options export-sessions and verify sessions share (they must map keys alike)."""
-    from .sessions import DEFAULT_LIFETIME, DEFAULT_PREFIX, LEGACY_PREFIX
+    from migrate.sessions import DEFAULT_LIFETIME, DEFAULT_PREFIX, LEGACY_PREFIX
 
     options = [
         click.option("--from", "sources", multiple=True, required=True, metavar="SOURCE",
@@ -322,7 +322,7 @@ def export_sessions_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from .sessions import Options, export_sessions
+    from migrate.sessions import Options, export_sessions
 
     options = Options(key_prefix=key_prefix, legacy_prefix=legacy_prefix, serializer=serializer,
                       lifetime=lifetime, on_conflict=on_conflict, batch=batch)
@@ -358,8 +358,9 @@ def export_sessions_command(
         console.print(table)
         if result.legacy:
             console.print(f"{result.legacy:,} filesystem sessions were written under their file "
-                          "digest: the after-app's migrate.bridge.RedisSessionInterface moves "
-                          "each to its sid on the user's next request", highlight=False)
+                          "digest: the after-app's RedisSessionInterface "
+                          "(migrate.sessions) moves each to its sid on the user's next request",
+                          highlight=False)
         if result.converted_kinds:
             kinds = ", ".join(f"{k} × {n}" for k, n in sorted(result.converted_kinds.items()))
             console.print(f"converted as Flask-Session reads them: {kinds}", highlight=False)
@@ -390,7 +391,7 @@ def verify_sessions_command(
 
         migrate verify sessions --from http://127.0.0.1:8001 --redis redis://127.0.0.1:6379/0
     """
-    from .sessions import Options, verify_sessions
+    from migrate.sessions import Options, verify_sessions
 
     options = Options(key_prefix=key_prefix, legacy_prefix=legacy_prefix, serializer=serializer,
                       lifetime=lifetime)
@@ -488,7 +489,7 @@ def export_files_command(
     from rich.markup import escape
     from rich.table import Table
 
-    from .files import MIB, export_files
+    from migrate.files import MIB, export_files
 
     progress = _file_progress(as_json, "files")
     task = progress.add_task("dry run" if dry_run else "export", total=None, files="0")
@@ -582,7 +583,7 @@ def verify_files_command(
     """
     from rich.markup import escape
 
-    from .files import verify_files
+    from migrate.files import verify_files
 
     progress = _file_progress(as_json, "checked")
     task = progress.add_task("verify", total=None, files="0")
@@ -657,8 +658,8 @@ def verify_instances_command(
     from rich.markup import escape
     from rich.table import Table
 
-    from .errors import UsageError
-    from .verify import verify_instances, verify_started
+    from migrate.errors import UsageError
+    from migrate.harness.instances import verify_instances, verify_started
 
     if kill_one and not start_app:
         raise UsageError(
@@ -789,8 +790,8 @@ def db_upgrade_command(database_url: str | None, prefix: str, as_json: bool, rev
 
         migrate db upgrade --database-url sqlite:///instance/shop.db
     """
-    from .dbmigrate import upgrade
-    from .journal import SUMMARY_KEY
+    from migrate.runbook.db import upgrade
+    from migrate.runbook.journal import SUMMARY_KEY
 
     result = upgrade(database_url, revision=revision, prefix=prefix, dry_run=dry_run)
     if not dry_run:  # the runbook shows which revision the expand or contract left
@@ -826,7 +827,7 @@ def db_downgrade_command(database_url: str | None, prefix: str, as_json: bool,
 
         migrate db downgrade --database-url sqlite:///instance/shop.db --revision 0001
     """
-    from .dbmigrate import downgrade
+    from migrate.runbook.db import downgrade
 
     result = downgrade(database_url, revision=revision, prefix=prefix)
     if as_json:
@@ -873,8 +874,8 @@ def scan(ctx: click.Context, path: str, fmt: str, as_json: bool, fail_on: str,
     """
     from pathlib import Path
 
-    from .scan import scan_path
-    from .scan.report import json_report, sarif_report, text_report
+    from migrate.scan import scan_path
+    from migrate.scan.report import json_report, sarif_report, text_report
 
     fmt = "json" if as_json else fmt
     result = scan_path(path, include_tests=include_tests, exclude=exclude, jobs=jobs)
@@ -922,7 +923,7 @@ def diff(before: str | None, after: str | None, html_file: str | None, context: 
     """
     from pathlib import Path
 
-    from .diff import diff_trees, render_html, render_rich
+    from migrate.scan.diff import diff_trees, render_html, render_rich
 
     if (before is None) != (after is None):
         raise click.UsageError("give both BEFORE and AFTER, or neither (the sample shops)")
@@ -966,7 +967,7 @@ def _start_stores(run_dir: str | None, redis_url: str | None, s3_url: str | None
                   database_url: str | None):
     from pathlib import Path
 
-    from .stores import start_stores
+    from migrate.harness.stores import start_stores
 
     return start_stores(Path(run_dir) if run_dir else None, redis_url=redis_url,
                         s3_endpoint_url=s3_url, s3_bucket=bucket, database_url=database_url)
@@ -1009,7 +1010,7 @@ def _wait_for_ctrl_c() -> None:
 def _show_stores(store_set: Any, env_file: Any) -> None:
     from rich.table import Table
 
-    from .stores import mask_url
+    from migrate.harness.stores import mask_url
 
     servers = {"REDIS_URL": ("embedded redis-server", store_set.redis),
                "S3_ENDPOINT_URL": ("embedded rclone serve s3", store_set.s3)}
@@ -1105,11 +1106,11 @@ def cluster_up_command(app: str, instances: int, use_haproxy: bool, run_dir: str
 
     from rich.table import Table
 
-    from .cluster import Cluster
+    from migrate.harness.cluster import Cluster
 
     if use_haproxy:
-        from .cluster import haproxy_available
-        from .errors import UsageError
+        from migrate.errors import UsageError
+        from migrate.harness.cluster import haproxy_available
 
         if not haproxy_available():  # before anything starts
             raise UsageError("haproxy is not installed: `apt-get install haproxy` "
@@ -1198,9 +1199,9 @@ def switch_config_command(
     """
     from rich.markup import escape
 
-    from .journal import ERROR_KEY, SUMMARY_KEY
-    from .switch import ProbesFailed, switch_config
-    from .switch import rollback as rollback_config
+    from migrate.runbook.journal import ERROR_KEY, SUMMARY_KEY
+    from migrate.runbook.switch import ProbesFailed, switch_config
+    from migrate.runbook.switch import rollback as rollback_config
 
     if rollback:
         restored = rollback_config(env_file)
@@ -1287,7 +1288,8 @@ def steps_group(ctx: click.Context, project: str | None, as_json: bool) -> None:
 
     from rich.markup import escape
 
-    from . import journal, runbook
+    from migrate.runbook import journal
+    from migrate.runbook import steps as runbook
 
     ctx.obj["project"] = project
     if ctx.invoked_subcommand is not None:
@@ -1323,7 +1325,7 @@ def steps_group(ctx: click.Context, project: str | None, as_json: bool) -> None:
 
 
 def _mark_step(ctx: click.Context, step: str, done: bool) -> None:
-    from . import journal
+    from migrate.runbook import journal
 
     entry = journal.mark(step, done, ctx.obj.get("project"))
     console.print(f"{step}: {'done' if done else 'pending again'} ({entry.time})",
@@ -1368,7 +1370,7 @@ def status_command(project: str | None, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from . import runbook
+    from migrate.runbook import steps as runbook
 
     book = runbook.build(project)
     if as_json:

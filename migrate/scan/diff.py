@@ -24,8 +24,8 @@ from rich.rule import Rule as RichRule
 from rich.table import Table
 from rich.text import Text
 
-from .errors import UsageError
-from .scan import Finding, scan_path
+from migrate.errors import UsageError
+from migrate.scan import Finding, scan_path
 
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "venv", ".venv"})
 MAX_BYTES = 1024 * 1024

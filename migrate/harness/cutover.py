@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from .cluster import Cluster
-from .journey import Journey, JourneyResult, _cart_lines, _cause
-from .stores import Stores, start_stores
+from migrate.harness.cluster import Cluster
+from migrate.harness.journey import Journey, JourneyResult, _cart_lines, _cause
+from migrate.harness.stores import Stores, start_stores
 
 if TYPE_CHECKING:
-    from .files import ExportResult as FilesExport
+    from migrate.files import ExportResult as FilesExport
 
 PASSWORD = "shopper-pass"
 HOLD_SECONDS = 30.0  # how long a user's request waits for a refused instance to come back
@@ -346,9 +346,9 @@ def run_cutover(
     the benchmark compares with. ``on_before`` is called with the before-cluster up, before the
     users start (the demo runs its journey there); ``keep_running`` with the after-cluster up.
     """
-    from .dbmigrate import upgrade
-    from .files import export_files
-    from .switch import switch_config
+    from migrate.files import export_files
+    from migrate.runbook.db import upgrade
+    from migrate.runbook.switch import switch_config
 
     started = time.monotonic()
     result = CutoverResult(users=users)
@@ -481,8 +481,8 @@ def _export_state(result: CutoverResult, stage: Callable[[str, float, str], None
                   cluster: Cluster, stores: Stores, token: str, folders: list[Path],
                   target: str, state_file: Path) -> None:
     """Bridge check, then sessions and files exported while the before-instances serve."""
-    from .files import export_files
-    from .sessions import export_sessions
+    from migrate.files import export_files
+    from migrate.sessions import export_sessions
 
     began = time.monotonic()
     mirrored = sum(_bridge_status(u, token).get("mirrored", 0) for u in cluster.urls)

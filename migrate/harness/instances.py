@@ -19,8 +19,8 @@ from typing import Any
 
 import requests
 
-from .errors import ConnectionFailure, UsageError
-from .journey import MIB, Journey, JourneyResult, RoundRobin, StepResult
+from migrate.errors import ConnectionFailure, UsageError
+from migrate.harness.journey import MIB, Journey, JourneyResult, RoundRobin, StepResult
 
 OnStep = Callable[[StepResult], None]
 Narrate = Callable[[str], None]
@@ -106,8 +106,8 @@ def verify_started(
     second chunk of the chunked upload (the first when there is only one): the journey goes on
     on the survivors, as behind a health-checked balancer.
     """
-    from .cluster import APPS, Cluster
-    from .stores import start_stores
+    from migrate.harness.cluster import APPS, Cluster
+    from migrate.harness.stores import start_stores
 
     if app not in APPS:
         raise UsageError(f"--start takes one of {', '.join(APPS)}, not {app!r}")
