@@ -1010,7 +1010,7 @@ def _wait_for_ctrl_c() -> None:
 def _show_stores(store_set: Any, env_file: Any) -> None:
     from rich.table import Table
 
-    from migrate.harness.stores import mask_url
+    from migrate import redact
 
     servers = {"REDIS_URL": ("embedded redis-server", store_set.redis),
                "S3_ENDPOINT_URL": ("embedded rclone serve s3", store_set.s3)}
@@ -1022,7 +1022,7 @@ def _show_stores(store_set: Any, env_file: Any) -> None:
         if name in servers:
             what, server = servers[name]
             detail = f"{what}, pid {server.pid}" if server is not None else "yours"
-        table.add_row(name, mask_url(value), detail)
+        table.add_row(name, redact.url(value), detail)
     console.print(table)
     console.print(f"the full environment, secrets included, is in {env_file} (mode 0600): "
                   f"`source {env_file}`", highlight=False)

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrate import redact
 from migrate.errors import CheckFailed, ConnectionFailure, UsageError
 from migrate.files.transfer import (
     RETRYABLE,
@@ -890,7 +891,7 @@ def _carry_uploads(chunk_dirs: list[str], ep: Endpoint, prefix: str,
         try:
             redis_client.ping()
         except redis.exceptions.RedisError as exc:
-            raise ConnectionFailure(f"cannot reach Redis at {_redact(redis_url)} "
+            raise ConnectionFailure(f"cannot reach Redis at {redact.url(redis_url)} "
                                     f"({type(exc).__name__}): check --redis") from None
     for folder in sorted(chunk_dirs):
         upload_id = os.path.basename(folder)
@@ -993,10 +994,6 @@ def _abort_orphans(s3: RawS3, key: str) -> None:
                 s3.request("DELETE", key, query={"uploadId": upload_id})
             except (S3Error, *RETRYABLE):
                 pass
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 # --- verify ----------------------------------------------------------------------------------
@@ -1155,7 +1152,7 @@ def _verify_uploads(chunk_dirs: list[str], prefix: str, redis_url: str,
             else:
                 result.matching += 1
     except redis.exceptions.RedisError as exc:
-        raise ConnectionFailure(f"cannot reach Redis at {_redact(redis_url)} "
+        raise ConnectionFailure(f"cannot reach Redis at {redact.url(redis_url)} "
                                 f"({type(exc).__name__}): check --redis") from None
     finally:
         client.close()

@@ -22,14 +22,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from migrate import redact
 from migrate.errors import ConnectionFailure, MigrateError
 
 START_TIMEOUT = 15.0
 REGION = "us-east-1"
-# Query parameters that carry secrets in some store URLs (e.g. ?password= in redis-py).
-_SECRET_PARAMS = ("password", "secret", "token", "key", "signature", "credential")
 
 
 def free_port() -> int:
@@ -37,34 +35,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (and secret-looking query values) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if password is not None:
-        host = parts.hostname or ""
-        if ":" in host:  # IPv6 literal
-            host = f"[{host}]"
-        if parts.port is not None:
-            host += f":{parts.port}"
-        netloc = f"{parts.username or ''}:***@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(s in k.lower() for k, _ in pairs for s in _SECRET_PARAMS):
-            query = urlencode(
-                [(k, "***" if any(s in k.lower() for s in _SECRET_PARAMS) else v)
-                 for k, v in pairs], safe="*")
-    if netloc == parts.netloc and query == parts.query:
-        return url  # nothing secret; urlunsplit would mangle e.g. sqlite:////abs/path
-    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -419,9 +389,9 @@ class Stores:
     def masked(self) -> dict[str, str]:
         """The same settings, safe to print: URLs masked, the secret key hidden."""
         env = self.app_env()
-        env["DATABASE_URL"] = mask_url(env["DATABASE_URL"])
-        env["REDIS_URL"] = mask_url(env["REDIS_URL"])
-        env["S3_ENDPOINT_URL"] = mask_url(env["S3_ENDPOINT_URL"])
+        env["DATABASE_URL"] = redact.url(env["DATABASE_URL"])
+        env["REDIS_URL"] = redact.url(env["REDIS_URL"])
+        env["S3_ENDPOINT_URL"] = redact.url(env["S3_ENDPOINT_URL"])
         env["AWS_SECRET_ACCESS_KEY"] = "***"
         return env
 
@@ -440,7 +410,7 @@ def check_redis(url: str) -> None:
         raise
     except (redis.exceptions.RedisError, OSError, ValueError) as exc:
         raise ConnectionFailure(
-            f"cannot reach Redis at {mask_url(url)} ({type(exc).__name__}): start it, fix "
+            f"cannot reach Redis at {redact.url(url)} ({type(exc).__name__}): start it, fix "
             "--redis, or leave --redis out to start an embedded one"
         ) from None
 
@@ -453,7 +423,7 @@ def check_s3(endpoint_url: str) -> None:
         requests.get(endpoint_url, timeout=5)
     except requests.RequestException as exc:
         raise ConnectionFailure(
-            f"cannot reach the S3 endpoint {mask_url(endpoint_url)} ({type(exc).__name__}): "
+            f"cannot reach the S3 endpoint {redact.url(endpoint_url)} ({type(exc).__name__}): "
             "start it, fix --s3, or leave --s3 out to start an embedded one"
         ) from None
 

@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
+from migrate import redact
 from migrate.errors import ConnectionFailure, UsageError
 
 EXPAND, CONTRACT = "0002", "0003"
@@ -52,14 +52,6 @@ class DbUpgradeResult:
     state: str = ""  # what the database's revision means (STATES)
 
 
-def redact(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
-
-
 def _inspect(url: str) -> tuple[set[str], str | None, int, int]:
     """(tables, current revision, avatar rows, file rows); one clear error when unreachable."""
     from sample_stateless_app.db import make_engine
@@ -67,7 +59,7 @@ def _inspect(url: str) -> tuple[set[str], str | None, int, int]:
     try:
         engine = make_engine(url)
     except (ArgumentError, ImportError) as exc:
-        raise UsageError(f"--database-url {redact(url)!r} is not a database URL ({exc}): use "
+        raise UsageError(f"--database-url {redact.url(url)!r} is not a database URL ({exc}): use "
                          "e.g. sqlite:///shop.db or postgresql+psycopg://host/db") from None
     try:
         with engine.connect() as conn:
@@ -87,10 +79,10 @@ def _inspect(url: str) -> tuple[set[str], str | None, int, int]:
             return tables, revision, int(avatars), int(files)
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise ConnectionFailure(f"cannot open the database {redact(url)}: {reason}; check "
+        raise ConnectionFailure(f"cannot open the database {redact.url(url)}: {reason}; check "
                                 "--database-url") from None
     except ProgrammingError as exc:
-        raise ConnectionFailure(f"cannot read the database {redact(url)}: "
+        raise ConnectionFailure(f"cannot read the database {redact.url(url)}: "
                                 f"{str(exc.orig).strip().splitlines()[0]}") from None
     finally:
         engine.dispose()
@@ -138,16 +130,16 @@ def upgrade(database_url: str | None, *, revision: str = "head", prefix: str = "
     target = resolve(revision)
     tables, before, avatars, files = _inspect(database_url)
     if _order(before) > _order(target):
-        raise UsageError(f"{redact(database_url)} is at {before}, past {target}: nothing to "
+        raise UsageError(f"{redact.url(database_url)} is at {before}, past {target}: nothing to "
                          f"upgrade (to go back, use `migrate db downgrade --revision {target}`)")
     stamped = "users" in tables and "alembic_version" not in tables
-    result = DbUpgradeResult(redact(database_url), before, before, stamped, avatars, files,
+    result = DbUpgradeResult(redact.url(database_url), before, before, stamped, avatars, files,
                              dry_run=dry_run, target=target, state=STATES.get(before, ""))
     if not dry_run:
         try:
             upgrade_database(database_url, revision, prefix=prefix)
         except (ValueError, CommandError) as exc:  # a bad stored path, a prefix mismatch
-            raise UsageError(f"cannot upgrade {redact(database_url)}: {exc}") from None
+            raise UsageError(f"cannot upgrade {redact.url(database_url)}: {exc}") from None
         result.after = _inspect(database_url)[1]
         result.state = STATES.get(result.after, "")
     result.seconds = time.monotonic() - started
@@ -168,14 +160,15 @@ def downgrade(database_url: str | None, *, revision: str = "0001",
     target = resolve(revision)
     _, before, avatars, files = _inspect(database_url)
     if before is None:
-        raise UsageError(f"{redact(database_url)} has no alembic revision: nothing to downgrade")
+        raise UsageError(f"{redact.url(database_url)} has no alembic revision: nothing to "
+                         "downgrade")
     try:
         downgrade_database(database_url, revision, prefix=prefix)
     except ValueError as exc:  # a key outside the prefix cannot become a local path
         raise UsageError(f"cannot downgrade: {exc}; pass the --prefix used for upgrade") from None
     except CommandError as exc:
-        raise UsageError(f"cannot downgrade {redact(database_url)}: {exc}") from None
+        raise UsageError(f"cannot downgrade {redact.url(database_url)}: {exc}") from None
     after = _inspect(database_url)[1]
-    return DbUpgradeResult(redact(database_url), before, after, False, avatars, files,
+    return DbUpgradeResult(redact.url(database_url), before, after, False, avatars, files,
                            seconds=time.monotonic() - started, target=target,
                            state=STATES.get(after, ""))

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from migrate import redact
 from migrate.errors import UsageError
-from migrate.runbook.switch import is_secret_key, mask_argv, mask_value
 
 JOURNAL_DIR = ".migrate"
 JOURNAL_FILE = "journal.jsonl"
@@ -92,20 +92,6 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _mask_params(params: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in params.items():
-        if value is None or value == () or value is False:
-            continue
-        if isinstance(value, (list, tuple)):
-            out[name] = [mask_value(name, str(v)) for v in value]
-        elif isinstance(value, (bool, int, float)):
-            out[name] = "***" if is_secret_key(name) else value
-        else:
-            out[name] = mask_value(name, str(value))
-    return out
-
-
 def command_step(group: Any, argv: list[str]) -> tuple[str, str, Any] | None:
     """(command name, step, click command) for a runbook command line, else None."""
     import click
@@ -153,13 +139,13 @@ def record_command(group: Any, argv: list[str], exit_code: int | None, error: st
     params: dict[str, Any] = {}
     try:  # parse the line again (no callbacks run) to remember the user's own arguments
         sub_ctx = cmd.make_context(name, list(argv[len(name.split()):]), resilient_parsing=True)
-        params = _mask_params(sub_ctx.params)
+        params = redact.params(sub_ctx.params)
     except Exception:  # an unparseable line still gets its journal entry
         params = {}
     error = meta.get(ERROR_KEY) or error
     if exit_code and not error:
         error = f"exited with code {exit_code}"
-    entry = Entry(time=now(), step=step, command="migrate " + " ".join(mask_argv(argv)),
+    entry = Entry(time=now(), step=step, command="migrate " + " ".join(redact.argv(argv)),
                   exit_code=int(exit_code), params=params,
                   summary=dict(meta.get(SUMMARY_KEY) or {}), error=error)
     if "rolled back" in entry.summary:

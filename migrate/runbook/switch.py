@@ -21,14 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from migrate import redact
 from migrate.errors import ConnectionFailure, UsageError
-
-try:
-    from migrate.harness.stores import mask_url
-except ImportError:  # pragma: no cover - stores.py is optional for this module
-    def mask_url(url: str) -> str:
-        """``url`` with its password replaced by ``***``."""
-        return _URL_PASSWORD.sub(r"\1***\3", url)
 
 TARGETS = ("stateless",)
 DEV_SECRETS = {"dev", "development", "secret", "changeme", "change-me"}
@@ -42,7 +36,6 @@ BEFORE_ONLY = {
 }
 _KEY_LINE = re.compile(r"^(?P<lead>\s*(?:export\s+)?)(?P<key>[A-Za-z_][A-Za-z0-9_.]*)\s*=")
 _COMMENTED_KEY = re.compile(r"^\s*#\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.]*)\s*=")
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s'\"]*:)([^@\s'\"]+)(@)")
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_./:@+,%=-]*$")
 _BACKUP_STAMP = "%Y%m%dT%H%M%SZ"
 
@@ -102,48 +95,13 @@ class ProbesFailed(ConnectionFailure):
 # --- masking ---------------------------------------------------------------------------------
 
 
-def is_secret_key(key: str) -> bool:
-    """Keys whose values are never shown: SECRET_KEY, *_PASSWORD, *SECRET*, *_TOKEN."""
-    upper = key.upper()
-    return ("SECRET" in upper or upper.endswith(("PASSWORD", "_TOKEN", "API_KEY"))
-            or upper == "TOKEN")
-
-
-def mask_value(key: str, value: str) -> str:
-    """The value as it may be shown: ``***`` for secrets, URL passwords masked."""
-    if is_secret_key(key):
-        return "***"
-    return _URL_PASSWORD.sub(r"\1***\3", value)
-
-
 def mask_line(line: str) -> str:
     """A dotenv line with its secret value (or any URL password in it) masked."""
     # A commented-out assignment is masked too: it shows up as diff context.
     match = _KEY_LINE.match(line) or _COMMENTED_KEY.match(line)
-    if match and is_secret_key(match["key"]):
+    if match and redact.is_secret_key(match["key"]):
         return line[: match.end()] + "***" + ("\n" if line.endswith("\n") else "")
-    return _URL_PASSWORD.sub(r"\1***\3", line)
-
-
-def mask_argv(argv: list[str]) -> list[str]:
-    """A command line with secret option values and URL passwords masked (for the journal)."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append("***")
-            hide_next = False
-            continue
-        name, eq, value = arg.partition("=")
-        secret_option = arg.startswith("--") and is_secret_key(name[2:].replace("-", "_"))
-        if secret_option and eq:
-            out.append(f"{name}=***")
-        elif secret_option:
-            out.append(arg)
-            hide_next = True
-        else:
-            out.append(_URL_PASSWORD.sub(r"\1***\3", arg))
-    return out
+    return redact.text(line)
 
 
 # --- dotenv ----------------------------------------------------------------------------------
@@ -187,7 +145,7 @@ def _rewrite(lines: list[str], updates: dict[str, str], comment_out: dict[str, s
             out.append(f"{match['lead']}{key}={quote(updates[key])}{newline}")
             changed.append(key)
         elif key in comment_out:
-            shown = mask_value(key, values.get(key, ""))
+            shown = redact.value(key, values.get(key, ""))
             out.append(f"# migrate: was {key}={shown} ({comment_out[key]}){newline}")
             removed.append(key)
         else:
@@ -211,7 +169,7 @@ def _oneline(exc: BaseException) -> str:
     inner = getattr(exc, "orig", None) or exc
     first = (str(inner).strip().splitlines() or [type(exc).__name__])[0]
     text = " ".join(first.split()).rstrip(".")
-    text = _URL_PASSWORD.sub(r"\1***\3", text)
+    text = redact.text(text)
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -231,10 +189,10 @@ def probe_redis(url: str) -> Probe:
         finally:
             client.close()
     except Exception as exc:  # every failure is one line: the user fixes the URL or the server
-        return Probe("redis", mask_url(url), False,
+        return Probe("redis", redact.url(url), False,
                      f"{type(exc).__name__}: {_oneline(exc)} (start it or fix --redis)",
                      time.monotonic() - started)
-    return Probe("redis", mask_url(url), True, "set, get, delete ok", time.monotonic() - started)
+    return Probe("redis", redact.url(url), True, "set, get, delete ok", time.monotonic() - started)
 
 
 def probe_s3(endpoint_url: str | None, bucket: str) -> Probe:
@@ -243,7 +201,7 @@ def probe_s3(endpoint_url: str | None, bucket: str) -> Probe:
     from botocore.config import Config
 
     started = time.monotonic()
-    shown = f"{mask_url(endpoint_url) if endpoint_url else 'AWS S3'} bucket {bucket}"
+    shown = f"{redact.url(endpoint_url) if endpoint_url else 'AWS S3'} bucket {bucket}"
     key = f".migrate-probe/{uuid.uuid4().hex}"
     try:
         # A fresh session: boto3's default one caches the credentials it first found.
@@ -286,10 +244,10 @@ def probe_database(url: str) -> Probe:
         finally:
             engine.dispose()
     except Exception as exc:
-        return Probe("database", mask_url(url), False,
+        return Probe("database", redact.url(url), False,
                      f"{type(exc).__name__}: {_oneline(exc)} (fix --database-url)",
                      time.monotonic() - started)
-    return Probe("database", mask_url(url), True, "SELECT 1 ok", time.monotonic() - started)
+    return Probe("database", redact.url(url), True, "SELECT 1 ok", time.monotonic() - started)
 
 
 # --- the switch ------------------------------------------------------------------------------
@@ -316,7 +274,7 @@ def parse_s3(s3_url: str | None) -> tuple[str | None, str | None]:
     if parts.scheme in ("http", "https") and parts.netloc:
         bucket = parts.path.strip("/").split("/")[0] or None
         return f"{parts.scheme}://{parts.netloc}", bucket
-    raise UsageError(f"--s3 {mask_url(s3_url)}: give an endpoint like http://127.0.0.1:9000 "
+    raise UsageError(f"--s3 {redact.url(s3_url)}: give an endpoint like http://127.0.0.1:9000 "
                      "or s3://BUCKET")
 
 

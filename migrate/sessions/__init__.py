@@ -40,10 +40,11 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import msgspec
 
+from migrate import redact
 from migrate.errors import ConnectionFailure, MigrateError, UsageError
 from migrate.procs import die_with_parent
 
@@ -78,18 +79,6 @@ _line_decoder = msgspec.json.Decoder(Record)
 def short_id(text: str | None) -> str:
     """A short, stable, non-reversible name for a sid or digest: safe to print and log."""
     return "#" + hashlib.sha256((text or "").encode()).hexdigest()[:10]
-
-
-def redact(url: str) -> str:
-    """The URL without its password, to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 # --- reading pickles safely ----------------------------------------------------------------------
@@ -413,7 +402,7 @@ def bridge_records(url: str, token: str | None, timeout: float = 30.0) -> Iterat
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     after: str | None = None
     while True:
-        trailer = yield from _bridge_page(requests, endpoint, redact(url), headers, after,
+        trailer = yield from _bridge_page(requests, endpoint, redact.url(url), headers, after,
                                           timeout)
         if not trailer.next:
             return
@@ -469,7 +458,7 @@ def _bridge_page(requests: Any, endpoint: str, url: str, headers: dict, after: s
 def open_source(spec: str, token: str | None = None, part: Part = None) -> Source:
     """A bridge URL, a FileSystemCache directory or an NDJSON dump file."""
     if spec.startswith(("http://", "https://")):
-        return Source(redact(spec), "bridge", lambda: bridge_records(spec, token))
+        return Source(redact.url(spec), "bridge", lambda: bridge_records(spec, token))
     path = Path(spec)
     if path.is_dir():
         total = sum(1 for _ in os.scandir(path))
@@ -505,7 +494,7 @@ def redis_client(url: str, cluster: bool = False, **options: Any) -> Any:
         return redis.Redis.from_url(url, **options)
     except (redis.exceptions.RedisError, ValueError, OSError) as exc:
         raise ConnectionFailure(
-            f"cannot reach Redis{' Cluster' if cluster else ''} at {redact(url)} "
+            f"cannot reach Redis{' Cluster' if cluster else ''} at {redact.url(url)} "
             f"({type(exc).__name__}): start it, or fix --redis"
         ) from None
 
@@ -659,10 +648,10 @@ def open_target(url: str, cluster: bool = False) -> RedisTarget:
         client.ping()
     except (redis.exceptions.RedisError, OSError) as exc:
         raise ConnectionFailure(
-            f"cannot reach Redis{' Cluster' if is_cluster else ''} at {redact(url)} "
+            f"cannot reach Redis{' Cluster' if is_cluster else ''} at {redact.url(url)} "
             f"({type(exc).__name__}): start it, or fix --redis"
         ) from None
-    return (ClusterTarget if is_cluster else RedisTarget)(client, redact(url))
+    return (ClusterTarget if is_cluster else RedisTarget)(client, redact.url(url))
 
 
 # --- export --------------------------------------------------------------------------------------
