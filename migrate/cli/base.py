@@ -1,0 +1,100 @@
+"""The root group, the error edge, and what every command module shares.
+
+Each command parses options, calls one library function, and renders the dataclass it returns.
+Expected failures (``MigrateError``) are caught once, in ``main``, and printed as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from migrate.errors import MigrateError
+
+# soft_wrap: a line is one line (greppable), however narrow the terminal.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+class MigrateGroup(click.Group):
+    """A group that turns MigrateError into one line and an exit code (``--debug`` re-raises)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        argv = [*getattr(ctx, "_protected_args", []), *ctx.args]  # for the journal, below
+        outcome: list[Any] = [1, None]  # exit code, error line
+        try:
+            result = super().invoke(ctx)
+            outcome[0] = 0
+            return result
+        except MigrateError as exc:
+            outcome[:] = [exc.exit_code, str(exc)]
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            outcome[0] = exc.exit_code
+            raise
+        except click.UsageError:
+            outcome[0] = None  # a mistyped command is not a failed step: not journaled
+            raise
+        finally:  # journal runbook commands; a journal failure must never break the command
+            try:
+                from migrate.runbook.journal import record_command
+                record_command(self, argv, outcome[0], outcome[1], ctx.meta)
+            except Exception as exc:
+                err_console.print(f"warning: journal not written: {exc}", highlight=False,
+                                  markup=False)
+
+
+def to_json(result: Any) -> str:
+    """Render a result dataclass (or list of them) as stable JSON."""
+
+    def default(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj):
+            return dataclasses.asdict(obj)
+        return str(obj)
+
+    if dataclasses.is_dataclass(result):
+        result = dataclasses.asdict(result)
+    return json.dumps(result, indent=2, sort_keys=True, default=default)
+
+
+def _summary(**counts: Any) -> None:
+    """Counts for the runbook journal (`migrate steps` shows what each step did)."""
+    from migrate.runbook.journal import SUMMARY_KEY
+
+    click.get_current_context().meta[SUMMARY_KEY] = {
+        k.replace("_", " "): v for k, v in counts.items()}
+
+
+@click.group(cls=MigrateGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.version_option(package_name="migrate")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Take a stateful Flask app to a stateless one, step by step.
+
+    Example:
+
+        migrate journey http://127.0.0.1:8001 http://127.0.0.1:8002
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+
+
+@cli.group()
+def verify() -> None:
+    """Check that migrated state is complete: sessions, files, instances.
+
+    Example:
+
+        migrate verify sessions --from dump.ndjson --redis redis://127.0.0.1:6379/0
+    """
