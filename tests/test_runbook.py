@@ -238,3 +238,11 @@ def test_a_one_command_offline_upgrade_does_both_db_steps(project: Path):
     _write(project, step="db-upgrade", exit_code=0, command="migrate db upgrade",
            params={"revision": "head"})
     assert states(project)["db-expand"] == states(project)["db-contract"] == "done"
+
+
+def test_a_step_run_with_debug_is_journaled_as_typed(project: Path):
+    assert run("steps").exit_code == 0
+    app = str(ROOT / "sample_stateful_app")
+    assert run("--debug", "scan", app).exit_code == 1
+    [entry] = journal.read(project)
+    assert (entry.step, entry.command) == ("scan", f"migrate --debug scan {app}")

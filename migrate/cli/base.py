@@ -19,37 +19,50 @@ from migrate.errors import MigrateError
 # soft_wrap: a line is one line (greppable), however narrow the terminal.
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+_ARGV_KEY = "migrate.argv"
 
 
 class MigrateGroup(click.Group):
     """A group that turns MigrateError into one line and an exit code (``--debug`` re-raises)."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGV_KEY] = list(args)  # the command line as typed, for the journal
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
-        argv = [*getattr(ctx, "_protected_args", []), *ctx.args]  # for the journal, below
-        outcome: list[Any] = [1, None]  # exit code, error line
+        outcome = _Outcome()
         try:
             result = super().invoke(ctx)
-            outcome[0] = 0
+            outcome.exit_code = 0
             return result
         except MigrateError as exc:
-            outcome[:] = [exc.exit_code, str(exc)]
+            outcome.exit_code, outcome.error = exc.exit_code, str(exc)
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             sys.exit(exc.exit_code)
         except click.exceptions.Exit as exc:
-            outcome[0] = exc.exit_code
+            outcome.exit_code = exc.exit_code
             raise
         except click.UsageError:
-            outcome[0] = None  # a mistyped command is not a failed step: not journaled
+            outcome.exit_code = None  # a mistyped command is not a failed step: not journaled
             raise
         finally:  # journal runbook commands; a journal failure must never break the command
             try:
                 from migrate.runbook.journal import record_command
-                record_command(self, argv, outcome[0], outcome[1], ctx.meta)
+                record_command(self, ctx.meta.get(_ARGV_KEY, []), outcome.exit_code,
+                               outcome.error, ctx.meta)
             except Exception as exc:
                 err_console.print(f"warning: journal not written: {exc}", highlight=False,
                                   markup=False)
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """How a command ended, for the journal: its exit code (None: not a step) and error line."""
+
+    exit_code: int | None = 1
+    error: str | None = None
 
 
 def to_json(result: Any) -> str:

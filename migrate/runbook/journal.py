@@ -101,6 +101,8 @@ def command_step(group: Any, argv: list[str]) -> tuple[str, str, Any] | None:
     for arg in argv:
         if not isinstance(cmd, click.Group):
             break
+        if arg.startswith("-") and cmd is group:  # the root's flags (--debug) take no value
+            continue
         sub = cmd.commands.get(arg)
         if sub is None:
             break
