@@ -82,9 +82,9 @@ def steps_group(ctx: click.Context, project: str | None, as_json: bool) -> None:
 
 
 def _mark_step(ctx: click.Context, step: str, done: bool) -> None:
-    from migrate.runbook import journal
+    from migrate.runbook.steps import mark
 
-    entry = journal.mark(step, done, ctx.obj.get("project"))
+    entry = mark(step, done, ctx.obj.get("project"))
     console.print(f"{step}: {'done' if done else 'pending again'} ({entry.time})",
                   highlight=False)
 

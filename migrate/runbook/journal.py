@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from migrate import redact
-from migrate.errors import UsageError
 
 JOURNAL_DIR = ".migrate"
 JOURNAL_FILE = "journal.jsonl"
@@ -153,17 +152,3 @@ def record_command(group: Any, argv: list[str], exit_code: int | None, error: st
     if "rolled back" in entry.summary:
         entry.kind = "reset"
     return append(entry)
-
-
-def mark(step: str, done: bool, project: str | os.PathLike[str] | None = None) -> Entry:
-    """Mark a step done by hand (``migrate steps done``) or reset it to pending."""
-    from migrate.runbook.steps import STEPS
-
-    names = [s.name for s in STEPS]
-    if step not in names:
-        raise UsageError(f"unknown step {step!r}: one of {', '.join(names)}")
-    entry = Entry(time=now(), step=step, exit_code=0,
-                  command=f"migrate steps {'done' if done else 'reset'} {step}",
-                  kind="manual" if done else "reset")
-    append(entry, project)
-    return entry

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from migrate.errors import UsageError
 from migrate.runbook import journal
 
 
@@ -254,3 +255,15 @@ def build(project: str | os.PathLike[str] | None = None) -> Runbook:
             book.next_step, book.next_command = state.name, state.command
             break
     return book
+
+
+def mark(step: str, done: bool, project: str | os.PathLike[str] | None = None) -> journal.Entry:
+    """Mark a step done by hand (``migrate steps done``) or reset it to pending."""
+    names = [s.name for s in STEPS]
+    if step not in names:
+        raise UsageError(f"unknown step {step!r}: one of {', '.join(names)}")
+    entry = journal.Entry(time=journal.now(), step=step, exit_code=0,
+                          command=f"migrate steps {'done' if done else 'reset'} {step}",
+                          kind="manual" if done else "reset")
+    journal.append(entry, project)
+    return entry
