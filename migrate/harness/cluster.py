@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from migrate.errors import ConnectionFailure, UsageError
-from migrate.harness.stores import LIVE, _tail, free_port, spawn
+from migrate.harness.stores import LIVE, free_port, log_tail, spawn
 
 APPS = {
     "stateful": "sample_stateful_app:create_app()",
@@ -294,7 +294,7 @@ class Cluster:
                 why = "exited" if exited else f"did not answer GET /healthz within " \
                                              f"{HEALTH_TIMEOUT:.0f} s"
                 raise ConnectionFailure(f"instance {inst.name} on {inst.url} {why}; see {log}: "
-                                        f"{_tail(log)}")
+                                        f"{log_tail(log)}")
             time.sleep(0.1)
 
     def _reap(self, inst: _Instance) -> None:
@@ -314,7 +314,7 @@ class Cluster:
         time.sleep(0.2)
         if self.worker.poll() is not None:
             log = self.run_dir / "worker.log"
-            raise ConnectionFailure(f"the RQ worker exited at start; see {log}: {_tail(log)}")
+            raise ConnectionFailure(f"the RQ worker exited at start; see {log}: {log_tail(log)}")
 
     def _haproxy_config(self) -> str:
         servers = "\n".join(
@@ -366,5 +366,5 @@ backend instances
                 pass
             if self.haproxy.poll() is not None or time.monotonic() > deadline:
                 raise ConnectionFailure(f"haproxy on {self.proxy_url} did not start; see {log}: "
-                                        f"{_tail(log)}")
+                                        f"{log_tail(log)}")
             time.sleep(0.05)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from migrate.harness.cluster import Cluster
-from migrate.harness.journey import Journey, JourneyResult, _cart_lines, _cause
+from migrate.harness.journey import Journey, JourneyResult, cart_lines, error_cause
 from migrate.harness.stores import Stores, start_stores
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ class Shopper(threading.Thread):
                     refused = base
                     time.sleep(0.05)
                     continue
-                self.fail(f"{method} {path} on {base}: {_cause(exc)}")
+                self.fail(f"{method} {path} on {base}: {error_cause(exc)}")
                 return None
             self.tally.requests += 1
             if response.status_code >= 500:
@@ -224,7 +224,7 @@ class Shopper(threading.Thread):
         if r.status_code != 200:
             self.fail(f"view cart: HTTP {r.status_code}")
             return
-        shown = _cart_lines(r.text)
+        shown = cart_lines(r.text)
         missing = sum(max(0, n - shown.get(p, 0)) for p, n in self.cart.items())
         if missing:
             self.tally.lost_cart_items += missing

@@ -109,7 +109,7 @@ class RoundRobin:
                 return self.http.request(method, base + path, **kwargs), base, attempt
             except requests.ConnectionError as exc:
                 # Nothing was received: the instance is down. Rewind a streamed body and go on.
-                cause = _cause(exc)
+                cause = error_cause(exc)
                 for value in (kwargs.get("files") or {}).values():
                     value[1].seek(0)
                 time.sleep(0.05 * attempt)
@@ -118,7 +118,7 @@ class RoundRobin:
                                 f"({', '.join(self.urls)}): {cause}")
 
 
-def _cause(exc: BaseException) -> str:
+def error_cause(exc: BaseException) -> str:
     """The innermost reason for a connection error, in one short line."""
     while exc.__context__ is not None and not isinstance(exc, OSError):
         exc = exc.__context__
@@ -147,7 +147,7 @@ def _marker(text: str, element_id: str) -> str | None:
     return html.unescape(found.group(1)) if found else None
 
 
-def _cart_lines(text: str) -> dict[int, int]:
+def cart_lines(text: str) -> dict[int, int]:
     return {
         int(p): int(q)
         for p, q in re.findall(r'class="line" data-product="(\d+)" data-quantity="(\d+)"', text)
@@ -305,7 +305,7 @@ class Journey:
     def _view_cart(self) -> tuple[requests.Response, str]:
         r = self._send("GET", "/cart")
         _expect_ok(r, "view cart")
-        lines = _cart_lines(r.text)
+        lines = cart_lines(r.text)
         if lines != self.ctx["cart"]:
             raise StepFailed(f"view cart: expected {self.ctx['cart']}, the page shows {lines}")
         return r, f"{sum(lines.values())} items, as added"

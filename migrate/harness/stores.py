@@ -37,7 +37,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _tail(path: Path, lines: int = 3) -> str:
+def log_tail(path: Path, lines: int = 3) -> str:
     """The last non-empty lines of a log file, joined on one line (for error messages)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -229,7 +229,7 @@ class EmbeddedRedis:
                 why = "exited" if exited else f"did not answer PING within {START_TIMEOUT:.0f} s"
                 raise ConnectionFailure(
                     f"embedded redis-server on 127.0.0.1:{self.port} {why} (see {self.log}: "
-                    f"{_tail(self.log)}); free the port, or pass --redis URL"
+                    f"{log_tail(self.log)}); free the port, or pass --redis URL"
                 )
             time.sleep(0.05)
 
@@ -327,7 +327,7 @@ class EmbeddedS3:
                 self.kill()
                 raise ConnectionFailure(
                     f"embedded rclone serve s3 on 127.0.0.1:{self.port} did not answer HTTP "
-                    f"within {START_TIMEOUT:.0f} s (see {self.log}: {_tail(self.log)}); "
+                    f"within {START_TIMEOUT:.0f} s (see {self.log}: {log_tail(self.log)}); "
                     "free the port, or pass --s3 URL"
                 )
             time.sleep(0.05)
