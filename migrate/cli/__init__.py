@@ -5,7 +5,17 @@ Expected failures (``MigrateError``) are caught once, at the root group's edge (
 and printed as one line. One module per command group; importing it registers its commands.
 """
 
-from migrate.cli import db, files, harness, runbook, scan, sessions, switch  # noqa: F401
+from migrate.cli import (  # noqa: F401
+    db,
+    demo,
+    files,
+    instances,
+    runbook,
+    scan,
+    sessions,
+    stores,
+    switch,
+)
 from migrate.cli.base import cli
 
 __all__ = ["cli"]

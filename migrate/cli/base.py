@@ -111,3 +111,26 @@ def verify() -> None:
 
         migrate verify sessions --from dump.ndjson --redis redis://127.0.0.1:6379/0
     """
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGINT, SIGTERM and SIGHUP stop us like Ctrl-C: the `with` blocks stop every server."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python keeps that.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
+def wait_for_ctrl_c() -> None:
+    """Block until Ctrl-C (or a signal interrupt_on_sigterm turned into one)."""
+    import time
+
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass

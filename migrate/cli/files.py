@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import click
 
@@ -77,8 +78,6 @@ def export_files_command(
         migrate export-files instance-1/uploads instance-2/uploads --to s3://shop
         --endpoint-url http://127.0.0.1:9000 --redis redis://127.0.0.1:6379/0
     """
-    from rich.markup import escape
-    from rich.table import Table
 
     from migrate.files import MIB, export_files
 
@@ -103,44 +102,7 @@ def export_files_command(
                     mb_per_second=round(result.mb_per_s, 1))
         click.echo(to_json(data))
     else:
-        for rec in result.plan:
-            console.print(f"  would upload {rec.path} → {rec.key} ({_byte_size(rec.size)})",
-                          highlight=False, markup=False)
-        for rec in result.problems[:20]:
-            mark = "[yellow]![/]" if rec.status != "failed" else "[red]✗[/]"
-            console.print(f"  {mark} {escape(rec.path)}: {escape(rec.reason)}", highlight=False)
-        if len(result.problems) > 20:
-            console.print(f"  … and {len(result.problems) - 20} more (--json or --manifest "
-                          "lists them all)")
-        for up in result.uploads:
-            mark = {"carried": "[green]✓[/]", "already-carried": "[green]✓[/]",
-                    "planned": "·"}.get(up.status, "[red]✗[/]")
-            console.print(f"  {mark} upload {up.upload_id} ({escape(up.filename)}, "
-                          f"{up.chunks} chunks, "
-                          f"{_byte_size(up.size)}): {up.status}"
-                          f"{': ' + escape(up.reason) if up.reason else ''}", highlight=False)
-        table = Table(title="dry run: nothing uploaded" if dry_run else None, box=None)
-        for column in ("files", "to upload" if dry_run else "uploaded", "skipped",
-                       "failed", "excluded"):
-            table.add_column(column, justify="right", no_wrap=True)
-        table.add_row(f"{result.files:,}", f"{result.planned if dry_run else result.uploaded:,}",
-                      f"{result.skipped + result.duplicates:,}", f"{result.failed:,}",
-                      f"{result.excluded:,}")
-        console.print(table)
-        if dry_run:
-            planned_bytes = sum(rec.size for rec in result.plan)
-            console.print(f"dry run: {result.planned:,} files ({_byte_size(planned_bytes)}) "
-                          f"would be uploaded to {target} at {result.endpoint}; nothing written",
-                          highlight=False)
-        else:
-            console.print(f"sent {_byte_size(result.uploaded_bytes)} in {result.seconds:.2f} s: "
-                          f"{result.rate:,.0f} files/s, {result.mb_per_s:,.1f} MiB/s",
-                          highlight=False)
-            verdict = ("[bold green]export complete[/]" if result.ok
-                       else "[bold red]export incomplete[/]")
-            console.print(f"{verdict}: {target} at {result.endpoint}"
-                          + (f"; manifest {result.manifest}" if result.manifest else ""),
-                          highlight=False)
+        _render_export(result, target, dry_run)
     if not result.ok:
         ctx.exit(1)
 
@@ -211,3 +173,48 @@ def verify_files_command(
                           f"({result.matching:,} match)", highlight=False)
     if not result.ok:
         ctx.exit(1)
+
+
+def _render_export(result: Any, target: str, dry_run: bool) -> None:
+    """The plan or problems, carried uploads, the counts table and the verdict."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for rec in result.plan:
+        console.print(f"  would upload {rec.path} → {rec.key} ({_byte_size(rec.size)})",
+                      highlight=False, markup=False)
+    for rec in result.problems[:20]:
+        mark = "[yellow]![/]" if rec.status != "failed" else "[red]✗[/]"
+        console.print(f"  {mark} {escape(rec.path)}: {escape(rec.reason)}", highlight=False)
+    if len(result.problems) > 20:
+        console.print(f"  … and {len(result.problems) - 20} more (--json or --manifest "
+                      "lists them all)")
+    for up in result.uploads:
+        mark = {"carried": "[green]✓[/]", "already-carried": "[green]✓[/]",
+                "planned": "·"}.get(up.status, "[red]✗[/]")
+        console.print(f"  {mark} upload {up.upload_id} ({escape(up.filename)}, "
+                      f"{up.chunks} chunks, "
+                      f"{_byte_size(up.size)}): {up.status}"
+                      f"{': ' + escape(up.reason) if up.reason else ''}", highlight=False)
+    table = Table(title="dry run: nothing uploaded" if dry_run else None, box=None)
+    for column in ("files", "to upload" if dry_run else "uploaded", "skipped",
+                   "failed", "excluded"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_row(f"{result.files:,}", f"{result.planned if dry_run else result.uploaded:,}",
+                  f"{result.skipped + result.duplicates:,}", f"{result.failed:,}",
+                  f"{result.excluded:,}")
+    console.print(table)
+    if dry_run:
+        planned_bytes = sum(rec.size for rec in result.plan)
+        console.print(f"dry run: {result.planned:,} files ({_byte_size(planned_bytes)}) "
+                      f"would be uploaded to {target} at {result.endpoint}; nothing written",
+                      highlight=False)
+    else:
+        console.print(f"sent {_byte_size(result.uploaded_bytes)} in {result.seconds:.2f} s: "
+                      f"{result.rate:,.0f} files/s, {result.mb_per_s:,.1f} MiB/s",
+                      highlight=False)
+        verdict = ("[bold green]export complete[/]" if result.ok
+                   else "[bold red]export incomplete[/]")
+        console.print(f"{verdict}: {target} at {result.endpoint}"
+                      + (f"; manifest {result.manifest}" if result.manifest else ""),
+                      highlight=False)

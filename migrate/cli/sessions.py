@@ -79,7 +79,6 @@ def export_sessions_command(
         migrate export-sessions --from /srv/app/flask_session --redis redis://redis:6379/0
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from migrate.sessions import Options, export_sessions
 
@@ -107,29 +106,7 @@ def export_sessions_command(
         data.update(ok=result.ok, rate=round(result.rate, 1))
         click.echo(to_json(data))
     else:
-        table = Table(title="dry run: nothing written" if dry_run else None, box=None)
-        for column in ("read", "written", "skipped", "expired", "failed", "converted",
-                       "seconds", "per second"):
-            table.add_column(column, justify="right", no_wrap=True)
-        table.add_row(*(f"{n:,}" for n in (result.read, result.written, result.skipped,
-                                           result.expired, result.failed, result.converted)),
-                      f"{result.seconds:.2f}", f"{result.rate:,.0f}")
-        console.print(table)
-        if result.legacy:
-            console.print(f"{result.legacy:,} filesystem sessions were written under their file "
-                          "digest: the after-app's RedisSessionInterface "
-                          "(migrate.sessions) moves each to its sid on the user's next request",
-                          highlight=False)
-        if result.converted_kinds:
-            kinds = ", ".join(f"{k} × {n}" for k, n in sorted(result.converted_kinds.items()))
-            console.print(f"converted as Flask-Session reads them: {kinds}", highlight=False)
-        if result.duplicates:
-            console.print(f"{result.duplicates} sessions came from two sources: "
-                          "the later-expiring copy was kept")
-        _print_failures([(f.session, f.source, f.reason) for f in result.failures])
-        verb = "would write" if dry_run else "wrote"
-        console.print(f"{'[bold green]' if result.ok else '[bold red]'}{verb} "
-                      f"{result.written:,} sessions[/] to {result.redis}", highlight=False)
+        _render_export(result, dry_run)
     if not result.ok:
         ctx.exit(1)
 
@@ -174,3 +151,32 @@ def verify_sessions_command(
                           f"({result.matching:,} match{extra})", highlight=False)
     if not result.ok:
         ctx.exit(1)
+
+
+def _render_export(result: Any, dry_run: bool) -> None:
+    """The counts table, what was converted or kept, the failures and the verdict."""
+    from rich.table import Table
+
+    table = Table(title="dry run: nothing written" if dry_run else None, box=None)
+    for column in ("read", "written", "skipped", "expired", "failed", "converted",
+                   "seconds", "per second"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_row(*(f"{n:,}" for n in (result.read, result.written, result.skipped,
+                                       result.expired, result.failed, result.converted)),
+                  f"{result.seconds:.2f}", f"{result.rate:,.0f}")
+    console.print(table)
+    if result.legacy:
+        console.print(f"{result.legacy:,} filesystem sessions were written under their file "
+                      "digest: the after-app's RedisSessionInterface "
+                      "(migrate.sessions) moves each to its sid on the user's next request",
+                      highlight=False)
+    if result.converted_kinds:
+        kinds = ", ".join(f"{k} × {n}" for k, n in sorted(result.converted_kinds.items()))
+        console.print(f"converted as Flask-Session reads them: {kinds}", highlight=False)
+    if result.duplicates:
+        console.print(f"{result.duplicates} sessions came from two sources: "
+                      "the later-expiring copy was kept")
+    _print_failures([(f.session, f.source, f.reason) for f in result.failures])
+    verb = "would write" if dry_run else "wrote"
+    console.print(f"{'[bold green]' if result.ok else '[bold red]'}{verb} "
+                  f"{result.written:,} sessions[/] to {result.redis}", highlight=False)
