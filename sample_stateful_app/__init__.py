@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 
 from cachelib import SimpleCache
-from flask import Flask, render_template, request
+from flask import Flask
 from flask_session import Session
-from werkzeug.exceptions import HTTPException
 
-from . import auth, db, health, shop, uploads
+from . import auth, db, errors, health, shop, uploads
 from .config import load_config
 
 
@@ -42,21 +40,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(shop.bp)
     app.register_blueprint(uploads.bp)
-
-    instance = app.config["INSTANCE_NAME"] or f"{socket.gethostname()}-{os.getpid()}"
-
-    @app.after_request
-    def tag_instance(response):
-        # Every response says which instance served it, so a journey can show the route.
-        response.headers["X-Instance"] = instance
-        return response
-
-    @app.errorhandler(HTTPException)
-    def client_error(error: HTTPException):
-        # The upload API speaks JSON; pages get the shop's error page. Both say what to do.
-        message = "That file is too large." if error.code == 413 else error.description
-        if request.path.startswith(("/uploads", "/files")):
-            return {"error": message}, error.code
-        return render_template("error.html", message=message), error.code
-
+    errors.init_app(app)
     return app
