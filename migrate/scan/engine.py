@@ -14,7 +14,8 @@ from pathlib import Path
 
 from migrate.errors import UsageError
 from migrate.scan.model import Finding, ParseFailure, ScanResult
-from migrate.scan.rules import RULES, ModuleSummary, analyze_module, resolve_project
+from migrate.scan.project import ModuleSummary, Resolved, resolve_project
+from migrate.scan.rules import PROJECT_CHECKS, RULES, analyze_module
 
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "venv", "env", ".venv", "build", "dist",
                        "__pypackages__"})
@@ -83,6 +84,7 @@ def module_name(path: Path, cache: dict[Path, bool] | None = None) -> tuple[str,
 
 
 def _analyze(job: tuple[str, str, str, bool]) -> _FileResult:
+    """Read and parse one file, run the rules over it, keep the lines findings may need."""
     path, rel, module, is_package = job
     try:
         source = Path(path).read_bytes()
@@ -101,21 +103,26 @@ def _analyze(job: tuple[str, str, str, bool]) -> _FileResult:
     except RecursionError:
         return _FileResult(rel, lines, failure=ParseFailure(
             rel, 0, "nested too deeply to analyse"))
-    wanted = {c.line for c in summary.candidates} | {t[1] for t in summary.session_types}
-    wanted |= {f.cached[0] for f in summary.functions.values() if f.cached}
     result = _FileResult(rel, lines, summary=summary)
+    wanted = summary.finding_lines()
     if wanted or b"migrate:" in source:
         text = source.decode("utf-8", "replace").splitlines()
         result.snippets = {n: text[n - 1].strip()[:200] for n in wanted if 0 < n <= len(text)}
         if b"migrate:" in source:
-            for number, raw in enumerate(source.splitlines(), 1):
-                match = IGNORE.search(raw)
-                if match:
-                    rules = match.group(1)
-                    result.ignores[number] = (
-                        {r.strip() for r in rules.decode("utf-8", "replace").split(",")}
-                        if rules else {"*"})
+            result.ignores = _ignores(source)
     return result
+
+
+def _ignores(source: bytes) -> dict[int, set[str]]:
+    """``# migrate: ignore[rule, ...]`` comments: line -> the rules silenced ("*": all)."""
+    out: dict[int, set[str]] = {}
+    for number, raw in enumerate(source.splitlines(), 1):
+        match = IGNORE.search(raw)
+        if match:
+            rules = match.group(1)
+            out[number] = ({r.strip() for r in rules.decode("utf-8", "replace").split(",")}
+                           if rules else {"*"})
+    return out
 
 
 def _analyze_chunk(jobs: list[tuple[str, str, str, bool]]) -> list[_FileResult]:
@@ -123,17 +130,8 @@ def _analyze_chunk(jobs: list[tuple[str, str, str, bool]]) -> list[_FileResult]:
     return [_analyze(job) for job in jobs]
 
 
-def scan_path(path: str | os.PathLike[str], *, include_tests: bool = False,
-              exclude: tuple[str, ...] = (), jobs: int | None = None) -> ScanResult:
-    """Scan a file or a tree for state traps; nothing is imported or run.
-
-    ``jobs``: processes to parse with (default: one per CPU, at most 4, for trees over 4 MiB).
-    """
-    started = time.perf_counter()
-    root = Path(path)
-    if not root.exists():
-        raise UsageError(f"{root}: no such file or directory (give the app's source folder)")
-    files = find_files(root, include_tests, exclude)
+def _analyze_all(files: list[tuple[Path, str]], jobs: int | None) -> list[_FileResult]:
+    """Every file's result, sorted by path; in ``jobs`` processes when there is enough work."""
     cache: dict[Path, bool] = {}
     work = []
     for full, rel in files:
@@ -148,22 +146,14 @@ def scan_path(path: str | os.PathLike[str], *, include_tests: bool = False,
             results = [r for chunk in pool.map(_analyze_chunk, chunks) for r in chunk]
     else:
         results = _analyze_chunk(work)
-    result = ScanResult(root=str(root), files=len(results))
-    summaries: list[ModuleSummary] = []
-    by_path: dict[str, _FileResult] = {}
-    seen_modules: set[str] = set()
-    for item in sorted(results, key=lambda r: r.path):
-        result.lines += item.lines
-        by_path[item.path] = item
-        if item.failure is not None:
-            result.parse_errors.append(item.failure)
-        elif item.summary is not None:
-            if item.summary.module in seen_modules:  # two trees with one name: keep both apart
-                item.summary.module = f"{item.summary.module}@{item.path}"
-            seen_modules.add(item.summary.module)
-            summaries.append(item.summary)
+    return sorted(results, key=lambda r: r.path)
+
+
+def _findings(resolved: list[Resolved], by_path: dict[str, _FileResult],
+              result: ScanResult) -> list[Finding]:
+    """The resolved candidates as findings: ignore comments applied, one per line and rule."""
     findings: dict[tuple[str, int, str], Finding] = {}
-    for found in resolve_project(summaries):
+    for found in resolved:
         item = by_path[found.path]
         ignored = item.ignores.get(found.line)
         if ignored and ("*" in ignored or found.rule in ignored):
@@ -177,6 +167,33 @@ def scan_path(path: str | os.PathLike[str], *, include_tests: bool = False,
             col=found.col + 1, message=found.message, fix=RULES[found.rule].fix,
             snippet=item.snippets.get(found.line, ""),
         )
-    result.findings = sorted(findings.values(), key=lambda f: (f.path, f.line, f.col, f.rule))
+    return sorted(findings.values(), key=lambda f: (f.path, f.line, f.col, f.rule))
+
+
+def scan_path(path: str | os.PathLike[str], *, include_tests: bool = False,
+              exclude: tuple[str, ...] = (), jobs: int | None = None) -> ScanResult:
+    """Scan a file or a tree for state traps; nothing is imported or run.
+
+    ``jobs``: processes to parse with (default: one per CPU, at most 4, for trees over 4 MiB).
+    """
+    started = time.perf_counter()
+    root = Path(path)
+    if not root.exists():
+        raise UsageError(f"{root}: no such file or directory (give the app's source folder)")
+    results = _analyze_all(find_files(root, include_tests, exclude), jobs)
+    result = ScanResult(root=str(root), files=len(results))
+    summaries: list[ModuleSummary] = []
+    seen_modules: set[str] = set()
+    for item in results:
+        result.lines += item.lines
+        if item.failure is not None:
+            result.parse_errors.append(item.failure)
+        elif item.summary is not None:
+            if item.summary.module in seen_modules:  # two trees with one name: keep both apart
+                item.summary.module = f"{item.summary.module}@{item.path}"
+            seen_modules.add(item.summary.module)
+            summaries.append(item.summary)
+    resolved = resolve_project(summaries, RULES, PROJECT_CHECKS)
+    result.findings = _findings(resolved, {item.path: item for item in results}, result)
     result.seconds = time.perf_counter() - started
     return result

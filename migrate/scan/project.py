@@ -1,0 +1,281 @@
+"""The project pass: join every module's summary, find what runs while serving requests.
+
+The rules (``migrate.scan.rules``) walk one module at a time and leave a ``ModuleSummary``: its
+functions (the names they reference, whether they are views or request hooks), its module- and
+class-level mutable containers, and *candidate* findings, each tied to the function it sits in.
+``resolve_project`` joins the summaries: it follows calls across the project's modules from
+every view, request hook and error handler to find the request-reachable functions, and keeps
+the candidates that matter there. Nothing here knows a particular rule: the rules and their
+project-wide checks are passed in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from migrate.scan.model import Rule
+
+VIEW_METHODS = frozenset({"get", "post", "put", "delete", "patch", "head", "options",
+                          "dispatch_request"})
+"""The methods of a class-based view (MethodView, View) that serve requests."""
+
+FuncKey = tuple[str, str]
+"""A project function: (module, qualname)."""
+
+
+@dataclass
+class Candidate:
+    """A finding before the project is known: kept, dropped or downgraded by reachability.
+
+    ``reach``: "always" (kept as is), "reach" (kept only in request-reachable code),
+    "reach-or-warn" (a warning outside request-reachable code). ``target`` names a mutable
+    in another module, ``(module, name)``, checked once every module is known.
+    """
+
+    rule: str
+    line: int
+    col: int
+    message: str
+    func: str = ""
+    reach: str = "always"
+    target: tuple[str, str] | None = None
+
+
+@dataclass
+class FuncInfo:
+    """One function of a module: where it sits and what it refers to."""
+
+    qualname: str
+    parent: str
+    cls: str
+    entry: bool = False
+    names: set[str] = field(default_factory=set)
+    attrs: set[tuple[str, str]] = field(default_factory=set)
+    decorators: list[str] = field(default_factory=list)
+    reads_request: bool = False
+    cached: tuple[int, int, str] | None = None
+
+
+@dataclass
+class ModuleSummary:
+    """What one pass over a module found (see the module docstring)."""
+
+    module: str
+    path: str
+    functions: dict[str, FuncInfo] = field(default_factory=dict)
+    children: dict[str, dict[str, str]] = field(default_factory=dict)
+    imports: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    mutables: dict[str, tuple[int, str]] = field(default_factory=dict)
+    entry_refs: list[tuple[str, str, str | None]] = field(default_factory=list)
+    view_classes: list[str] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    session_types: list[tuple[str, int, int]] = field(default_factory=list)
+    session_cachelib: str = ""
+    session_init: bool = False
+
+    def finding_lines(self) -> set[int]:
+        """Every line a finding may end up on (their source text is kept as the snippet)."""
+        lines = {c.line for c in self.candidates} | {t[1] for t in self.session_types}
+        return lines | {f.cached[0] for f in self.functions.values() if f.cached}
+
+
+@dataclass
+class Resolved:
+    """A candidate that survived the project pass, with its final severity and message."""
+
+    path: str
+    rule: str
+    severity: str
+    line: int
+    col: int
+    message: str
+
+
+class Project:
+    """Every module's summary, and the calls between their functions."""
+
+    def __init__(self, summaries: list[ModuleSummary]) -> None:
+        self.summaries = summaries
+        self.modules = {s.module: s for s in summaries}
+
+    def resolve_name(self, module: str, scope: str, name: str,
+                     depth: int = 0) -> FuncKey | None:
+        """The project function (module, qualname) ``name`` refers to in ``scope``."""
+        summary = self.modules.get(module)
+        if summary is None:
+            return None
+        while True:
+            found = summary.children.get(scope, {}).get(name)
+            if found is not None:
+                return (module, found)
+            if not scope:
+                break
+            parent = summary.functions.get(scope)
+            scope = parent.parent if parent is not None else scope.rpartition(".")[0]
+        imported = summary.imports.get(name)
+        if imported is None or depth > 3:
+            return None
+        target, attr = imported
+        if attr is None:
+            return None
+        if target in self.modules:
+            return self.resolve_name(target, "", attr, depth + 1)
+        return None
+
+    def module_of(self, module: str, name: str) -> str | None:
+        """The project module a name is bound to (``import x`` / ``from . import x``)."""
+        summary = self.modules.get(module)
+        if summary is None:
+            return None
+        imported = summary.imports.get(name)
+        if imported is None:
+            return None
+        target, attr = imported
+        full = f"{target}.{attr}" if attr else target
+        return full if full in self.modules else None
+
+    def resolve_dotted(self, module: str, scope: str, dotted: str) -> FuncKey | None:
+        """The project function ``a.b`` refers to: a module's function or a class's method."""
+        head, _, rest = dotted.partition(".")
+        if not rest:
+            return self.resolve_name(module, scope, head)
+        other = self.module_of(module, head)
+        if other is not None:
+            return self.resolve_name(other, "", rest.partition(".")[0]) if "." not in rest \
+                else self.resolve_dotted(other, "", rest)
+        summary = self.modules[module]
+        info = summary.functions.get(scope)
+        if head in ("self", "cls") and info is not None and info.cls:
+            qual = f"{info.cls}.{rest}"
+            return (module, qual) if qual in summary.functions else None
+        cls = self.resolve_name(module, scope, head)
+        if cls is not None:
+            qual = f"{cls[1]}.{rest}"
+            owner = self.modules[cls[0]]
+            return (cls[0], qual) if qual in owner.functions else None
+        return None
+
+    def entry_points(self) -> list[FuncKey]:
+        """Views, request hooks and error handlers: decorated, registered or class-based."""
+        start: list[FuncKey] = []
+        for module, summary in self.modules.items():
+            for qual, info in summary.functions.items():
+                if info.entry:
+                    start.append((module, qual))
+            for scope, dotted, kind in summary.entry_refs:
+                target = self.resolve_dotted(module, scope, dotted)
+                if target is None:
+                    continue
+                if kind == "view-class":
+                    owner = self.modules[target[0]]
+                    start += [(target[0], q) for q, i in owner.functions.items()
+                              if i.parent == target[1] and q.rpartition(".")[2] in VIEW_METHODS]
+                else:
+                    start.append(target)
+        return start
+
+    def callees(self, key: FuncKey, is_start: bool) -> list[FuncKey]:
+        """The project functions ``key`` refers to (and, for an entry point, its decorators')."""
+        module, qual = key
+        info = self.modules[module].functions[qual]
+        targets: list[FuncKey] = []
+        for name in info.names:
+            found = self.resolve_name(module, qual, name)
+            if found is not None:
+                targets.append(found)
+        for base, attr in info.attrs:
+            found = self.resolve_dotted(module, qual, f"{base}.{attr}")
+            if found is not None:
+                targets.append(found)
+        if info.entry or is_start:
+            # A decorator the project defines wraps the view: its inner functions run too.
+            for dec in info.decorators:
+                found = self.resolve_dotted(module, info.parent, dec)
+                if found is not None:
+                    owner = self.modules[found[0]]
+                    targets += [(found[0], q) for q, i in owner.functions.items()
+                                if i.parent == found[1]]
+        return targets
+
+    def reachable(self) -> dict[FuncKey, FuncKey]:
+        """Every request-reachable function -> the entry point (view or hook) it is reached from."""
+        start = self.entry_points()
+        origin: dict[FuncKey, FuncKey] = {key: key for key in start}
+        queue = deque(start)
+        while queue:
+            key = queue.popleft()
+            # Functions nested in a reachable function are reachable when referenced; classes:
+            # a referenced class's methods are not followed (constructors rarely hold state).
+            for target in self.callees(key, origin[key] == key):
+                if target not in origin and target[1] in self.modules[target[0]].functions:
+                    origin[target] = origin[key]
+                    queue.append(target)
+        return origin
+
+    def reads_request(self, key: FuncKey, seen: set[FuncKey]) -> bool:
+        """True when the function, or one it calls, reads request, session or database data."""
+        module, qual = key
+        info = self.modules[module].functions.get(qual)
+        if info is None or key in seen:
+            return False
+        if info.reads_request:
+            return True
+        seen.add(key)
+        for name in info.names:
+            found = self.resolve_name(module, qual, name)
+            if found is not None and self.reads_request(found, seen):
+                return True
+        return False
+
+
+ModuleCheck = Callable[[ModuleSummary], Iterable[Resolved]]
+ProjectCheck = Callable[[Project], ModuleCheck]
+"""A rule family's project-wide check: given the project, what to report for each module."""
+
+
+def resolve_project(summaries: list[ModuleSummary], rules: Mapping[str, Rule],
+                    checks: Sequence[ProjectCheck] = ()) -> list[Resolved]:
+    """Join the modules: keep the candidates that matter in request-reachable code.
+
+    ``rules``: every rule a candidate may name; ``checks``: the rule families' project-wide
+    checks, each run on every module after its candidates.
+    """
+    project = Project(summaries)
+    origin = project.reachable()
+    per_module = [check(project) for check in checks]
+    out: list[Resolved] = []
+    for summary in summaries:
+        for cand in summary.candidates:
+            found = _resolve(project, origin, summary, cand, rules[cand.rule])
+            if found is not None:
+                out.append(found)
+        for check in per_module:
+            out += check(summary)
+    return out
+
+
+def _resolve(project: Project, origin: dict[FuncKey, FuncKey], summary: ModuleSummary,
+             cand: Candidate, rule: Rule) -> Resolved | None:
+    """One candidate's final form, or None when it does not matter where it sits."""
+    severity = rule.severity
+    message = cand.message
+    key = (summary.module, cand.func)
+    if cand.target is not None:
+        other = project.modules.get(cand.target[0])
+        if other is None or cand.target[1] not in other.mutables:
+            return None
+    if cand.reach != "always":
+        if key in origin:
+            entry = origin[key]
+            message = (f"{message} in the view or request hook `{cand.func}`"
+                       if entry == key else
+                       f"{message} in `{cand.func}`, called while serving `{entry[1]}`")
+        elif cand.reach == "reach-or-warn":
+            severity = "warning"
+            message = f"{message} (in `{cand.func or 'module level'}`)"
+        else:
+            return None
+    return Resolved(summary.path, cand.rule, severity, cand.line, cand.col,
+                    f"{message}: {rule.why}")

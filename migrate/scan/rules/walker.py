@@ -1,0 +1,383 @@
+"""One pass over a module's AST for every rule family: ``analyze_module``.
+
+``ModuleWalker`` follows scopes (functions, classes, ``if __name__ == "__main__"``), imports
+and the ways a function becomes a view or a request hook, and routes each node to the rule
+family that judges it: calls by the name they resolve to, method calls by the method's name,
+settings (``SECRET_KEY``, ``SESSION_TYPE``, ...) by their key. The families add what they find
+to the module's summary; the project pass (``migrate.scan.project``) decides what is a trap.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+
+from migrate.scan.project import VIEW_METHODS, FuncInfo, ModuleSummary
+from migrate.scan.rules.base import ClassFrame, FuncFrame
+from migrate.scan.rules.caches import (
+    CACHE_DECORATORS,
+    DB_ATTRS,
+    REQUEST_NAMES,
+    CacheRules,
+    is_local_cache_class,
+)
+from migrate.scan.rules.files import (
+    FS_REMOVE_CALLS,
+    FS_WRITE_CALLS,
+    OPEN_CALLS,
+    PATH_WRITE_METHODS,
+    SERVE_CALLS,
+    FileRules,
+    is_file_storage,
+    mentions_files,
+)
+from migrate.scan.rules.secret_key import SecretKeyRules
+from migrate.scan.rules.sessions import SessionRules, starts_flask_session
+from migrate.scan.rules.sqlite import SQLITE_CONNECT, SqliteRules
+from migrate.scan.rules.state import MUTATORS, StateRules, mutable_kind
+from migrate.scan.rules.syntax import names_in, parts_of
+from migrate.scan.rules.threads import SPAWN_CALLS, ThreadRules
+
+ENTRY_DECORATORS = frozenset({
+    "route", "get", "post", "put", "delete", "patch", "websocket",
+    "before_request", "after_request", "teardown_request", "teardown_appcontext",
+    "before_app_request", "after_app_request", "teardown_app_request",
+    "before_first_request", "before_app_first_request",
+    "errorhandler", "app_errorhandler",
+    "context_processor", "app_context_processor",
+    "url_value_preprocessor", "app_url_value_preprocessor", "url_defaults", "app_url_defaults",
+    "template_filter", "app_template_filter", "template_global", "app_template_global",
+    "template_test", "app_template_test", "endpoint",
+})
+HOOK_REGISTRARS = frozenset(ENTRY_DECORATORS - {"route", "get", "post", "put", "delete",
+                                                "patch", "websocket", "endpoint"})
+VIEW_BASES = frozenset({"MethodView", "View"})
+
+MethodHandler = Callable[[ast.Call, str, ast.AST], None]
+
+
+class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRules,
+                   ThreadRules, SqliteRules):
+    """Walks one module's AST once and fills a ModuleSummary."""
+
+    def __init__(self, summary: ModuleSummary, is_package: bool) -> None:
+        super().__init__(summary, is_package)
+        self.handlers = {
+            ast.FunctionDef: self._function, ast.AsyncFunctionDef: self._function,
+            ast.ClassDef: self._class, ast.Assign: self._assign, ast.AnnAssign: self._assign,
+            ast.AugAssign: self._augassign, ast.Delete: self._delete, ast.Global: self._global,
+            ast.Call: self._call, ast.Dict: self._dict, ast.Constant: self._constant,
+            ast.BinOp: self._binop, ast.JoinedStr: self._joinedstr, ast.Name: self._name,
+            ast.Attribute: self._attribute, ast.If: self._if, ast.With: self._with,
+            ast.AsyncWith: self._with, ast.Expr: self._expr, ast.For: self._for,
+            ast.AsyncFor: self._for, ast.Import: self._import, ast.ImportFrom: self._importfrom,
+        }
+        self.method_handlers: dict[str, MethodHandler] = {
+            "start": self._start, "join": self._join, "shutdown": self._join,
+            "submit": self._submit, "apply_async": self._submit,
+            "save": self._save, "mkdir": self._path_mkdir,
+            "unlink": self._path_remove, "rmdir": self._path_remove,
+            **dict.fromkeys(PATH_WRITE_METHODS, self._path_write),
+            "startswith": self._scheme_test, "endswith": self._scheme_test,
+            "add_url_rule": self._add_url_rule,
+            "register_error_handler": self._register_error_handler,
+            **dict.fromkeys(HOOK_REGISTRARS, self._hook_registrar),
+            "get": self._setting_default, "getenv": self._setting_default,
+        }
+        self.settings: dict[str, Callable[[ast.AST, int, int], None]] = {
+            "SECRET_KEY": self._secret_key, "SESSION_TYPE": self._session_type,
+            "SESSION_CACHELIB": self._session_cachelib, "CACHE_TYPE": self._cache_type,
+        }
+
+    # imports
+
+    def _absolute(self, module: str | None, level: int) -> str:
+        if not level:
+            return module or ""
+        base = self.package.split(".") if self.package else []
+        if level > 1:
+            base = base[: len(base) - (level - 1)]
+        return ".".join([*base, module] if module else base)
+
+    def _import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.asname:
+                self.s.imports[alias.asname] = (alias.name, None)
+            else:
+                head = alias.name.partition(".")[0]
+                self.s.imports[head] = (head, None)
+
+    def _importfrom(self, node: ast.ImportFrom) -> None:
+        module = self._absolute(node.module, node.level)
+        for alias in node.names:
+            if alias.name != "*":
+                self.s.imports[alias.asname or alias.name] = (module, alias.name)
+
+    # scopes
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for dec in node.decorator_list:
+            self.visit(dec)
+        for default in (*node.args.defaults, *node.args.kw_defaults):
+            if default is not None:
+                self.visit(default)
+        info = self._function_info(node)
+        outer_func, outer_scope, outer_main = self.func, self.scope, self.in_main
+        self.func = frame = FuncFrame(info)
+        self.scope = info.qualname
+        self.in_main = False
+        args = node.args
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+            if arg is not None:
+                frame.locals.add(arg.arg)
+                if arg.annotation is not None and is_file_storage(arg.annotation):
+                    frame.files.add(arg.arg)
+        for stmt in node.body:
+            self.visit(stmt)
+        self._finish_state(frame)
+        self._finish_files(frame)
+        self._finish_threads(frame)
+        self.func, self.scope, self.in_main = outer_func, outer_scope, outer_main
+
+    def _function_info(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> FuncInfo:
+        """The function's place in the module, and what its decorators make of it."""
+        qualname = f"{self.scope}.{node.name}" if self.scope else node.name
+        self.s.children.setdefault(self.scope, {})[node.name] = qualname
+        if self.func is not None:
+            self.func.locals.add(node.name)
+        info = FuncInfo(qualname, self.scope, self.cls.qualname if self.cls else "")
+        self.s.functions[qualname] = info
+        for dec in node.decorator_list:
+            parts = parts_of(dec)
+            if not parts:
+                continue
+            info.decorators.append(".".join(parts))
+            if len(parts) >= 2 and parts[-1] in ENTRY_DECORATORS:
+                info.entry = True
+            qual = self.qual(dec.func if isinstance(dec, ast.Call) else dec)
+            if qual in CACHE_DECORATORS:
+                info.cached = (dec.lineno, dec.col_offset, qual.rpartition(".")[2])
+        cls = self.cls
+        if cls is not None and self.scope == cls.qualname and cls.qualname in self.s.view_classes \
+                and node.name in VIEW_METHODS:
+            info.entry = True
+        return info
+
+    def _class(self, node: ast.ClassDef) -> None:
+        for dec in node.decorator_list:
+            self.visit(dec)
+        for base in node.bases:
+            self.visit(base)
+        qualname = f"{self.scope}.{node.name}" if self.scope else node.name
+        self.s.children.setdefault(self.scope, {})[node.name] = qualname
+        base_names = {p[-1] for p in map(parts_of, node.bases) if p}
+        if base_names & VIEW_BASES or any(b.endswith("MethodView") for b in base_names):
+            self.s.view_classes.append(qualname)
+        outer_cls, outer_scope, outer_func = self.cls, self.scope, self.func
+        self.cls = frame = ClassFrame(node.name, qualname, node.lineno)
+        self.scope = qualname
+        self.func = None
+        for stmt in node.body:
+            if isinstance(stmt, ast.Assign | ast.AnnAssign):
+                self._note_mutables(stmt, f"{qualname}.")
+            self.visit(stmt)
+        self.cls, self.scope, self.func = outer_cls, outer_scope, outer_func
+        if any(b.endswith("SessionInterface") for b in base_names):
+            self._finish_session_interface(frame)
+
+    def _if(self, node: ast.If) -> None:
+        test = node.test
+        is_main = (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+                   and test.left.id == "__name__")
+        self.visit(test)
+        outer = self.in_main
+        self.in_main = outer or is_main
+        for stmt in node.body:
+            self.visit(stmt)
+        self.in_main = outer
+        for stmt in node.orelse:
+            self.visit(stmt)
+
+    # statements
+
+    def _store_target(self, target: ast.AST, value: ast.AST | None) -> None:
+        if isinstance(target, ast.Subscript):
+            self._mutated(target, target.lineno, target.col_offset, "item assignment")
+            key = target.slice
+            if isinstance(key, ast.Constant) and key.value in self.settings \
+                    and value is not None:
+                self._setting(key.value, value, target)
+        elif isinstance(target, ast.Name):
+            if target.id in self.settings and value is not None:
+                self._setting(target.id, value, target)
+        elif isinstance(target, ast.Attribute):
+            if target.attr == "secret_key" and value is not None:
+                self._setting("SECRET_KEY", value, target)
+            elif target.attr == "session_interface":
+                self.s.session_init = True
+            elif (self.cls is not None and self.func is not None
+                  and isinstance(target.value, ast.Name) and target.value.id == "self"):
+                self.cls.instance_attrs.add(target.attr)
+                if mutable_kind(value):
+                    self.cls.instance_mutables.add(target.attr)
+        elif isinstance(target, ast.Tuple | ast.List):
+            for elt in target.elts:
+                self._store_target(elt, None)
+
+    def _assign(self, node: ast.Assign | ast.AnnAssign) -> None:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        value = node.value
+        func = self.func
+        if func is None and self.cls is None:
+            self._note_mutables(node, "")
+        for target in targets:
+            self._store_target(target, value)
+        if isinstance(value, ast.Call):
+            qual = self.qual(value.func) or ""
+            self._note_thread_vars([t.id for t in targets if isinstance(t, ast.Name)], qual)
+            self._note_temps(targets, qual)
+        if func is not None and value is not None and mentions_files(value):
+            for target in targets:
+                func.files |= names_in(target)
+        for target in targets:
+            self.visit(target)
+        if value is not None:  # an annotation is not evaluated for state
+            self.visit(value)
+
+    def _with(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            ctx = item.context_expr
+            if item.optional_vars is not None and isinstance(ctx, ast.Call):
+                self._note_temps([item.optional_vars], self.qual(ctx.func) or "")
+            self.visit(ctx)
+            if item.optional_vars is not None:
+                self.visit(item.optional_vars)
+        for stmt in node.body:
+            self.visit(stmt)
+
+    def _for(self, node: ast.For | ast.AsyncFor) -> None:
+        if self.func is not None and mentions_files(node.iter):
+            self.func.files |= names_in(node.target)
+        self.generic(node)
+
+    def _expr(self, node: ast.Expr) -> None:
+        if isinstance(node.value, ast.Constant):
+            return  # a docstring or a bare string: not code
+        self.visit(node.value)
+
+    # expressions
+
+    def _name(self, node: ast.Name) -> None:
+        func = self.func
+        if func is None:
+            return
+        if isinstance(node.ctx, ast.Load):
+            func.info.names.add(node.id)
+            if node.id in REQUEST_NAMES:
+                func.info.reads_request = True
+        else:
+            func.locals.add(node.id)
+            if node.id in func.globals:
+                func.stores.setdefault(node.id, (node.lineno, node.col_offset))
+
+    def _attribute(self, node: ast.Attribute) -> None:
+        func = self.func
+        value = node.value
+        if func is not None:
+            if isinstance(value, ast.Name):
+                func.info.attrs.add((value.id, node.attr))
+            if node.attr in DB_ATTRS:
+                func.info.reads_request = True
+        self.visit(value)
+
+    def _call(self, node: ast.Call) -> None:
+        fn = node.func
+        qual = self.qual(fn) or ""
+        if isinstance(fn, ast.Attribute):
+            self._method_call(node, fn)
+        if qual in OPEN_CALLS:
+            self._open(node)
+        elif qual in FS_WRITE_CALLS:
+            self._fs_write(node, qual)
+        elif qual in FS_REMOVE_CALLS:
+            self._fs_remove(node)
+        elif qual.endswith(SERVE_CALLS):
+            self._serve(node, qual)
+        elif qual in SQLITE_CONNECT:
+            self._sqlite_connect(node)
+        elif qual in SPAWN_CALLS:
+            self._spawn(node, qual)
+        elif is_local_cache_class(qual):
+            self._cache_class(node, qual)
+        elif starts_flask_session(qual):
+            self.s.session_init = True
+        elif qual == "dict" or qual.endswith((".update", ".from_mapping")):
+            for kw in node.keywords:  # dict(SECRET_KEY=...), app.config.update(...)
+                if kw.arg in self.settings:
+                    self._setting(kw.arg, kw.value, kw.value)
+        self.generic(node)
+
+    def _method_call(self, node: ast.Call, fn: ast.Attribute) -> None:
+        meth = fn.attr
+        if meth in MUTATORS:
+            self._mutated(fn.value, node.lineno, node.col_offset, f".{meth}()")
+        handler = self.method_handlers.get(meth)
+        if handler is not None:
+            handler(node, meth, fn.value)
+
+    def _dict(self, node: ast.Dict) -> None:
+        for key, value in zip(node.keys, node.values, strict=True):
+            if isinstance(key, ast.Constant) and key.value in self.settings:
+                self._setting(key.value, value, key)
+        self.generic(node)
+
+    # settings: SECRET_KEY, SESSION_TYPE, ... however they are given
+
+    def _setting(self, key: str, value: ast.AST, where: ast.AST) -> None:
+        self.settings[key](value, where.lineno, where.col_offset)
+
+    def _setting_default(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
+        """``os.environ.get("SECRET_KEY", "dev")``: the default is a value of the setting."""
+        if len(node.args) > 1:
+            key = node.args[0]
+            if isinstance(key, ast.Constant) and key.value in self.settings:
+                self._setting(key.value, node.args[1], node.args[1])
+
+    # views and request hooks registered by a call
+
+    def _add_url_rule(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
+        view = node.args[2] if len(node.args) > 2 else None
+        for kw in node.keywords:
+            if kw.arg == "view_func":
+                view = kw.value
+        self._entry_ref(view)
+
+    def _register_error_handler(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
+        if len(node.args) > 1:
+            self._entry_ref(node.args[1])
+
+    def _hook_registrar(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
+        """``app.before_request(fn)``: the decorator called as a function."""
+        if node.args and not node.keywords \
+                and isinstance(node.args[0], ast.Name | ast.Attribute):
+            self._entry_ref(node.args[0])
+
+    def _entry_ref(self, view: ast.AST | None) -> None:
+        if isinstance(view, ast.Call) and isinstance(view.func, ast.Attribute) \
+                and view.func.attr == "as_view":
+            parts = parts_of(view.func.value)
+            if parts:
+                self.s.entry_refs.append((self.scope, ".".join(parts), "view-class"))
+            return
+        parts = parts_of(view) if view is not None else None
+        if parts and not isinstance(view, ast.Call):
+            self.s.entry_refs.append((self.scope, ".".join(parts), None))
+
+
+def analyze_module(tree: ast.Module, module: str, path: str, is_package: bool) -> ModuleSummary:
+    """One pass over a parsed module: its functions, state and candidate findings."""
+    summary = ModuleSummary(module=module, path=path)
+    walker = ModuleWalker(summary, is_package)
+    for stmt in tree.body:
+        walker.visit(stmt)
+    return summary
