@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from migrate.cli import cli
+from migrate.cli.scan import sample_shops
 from migrate.scan import scan_path
 from migrate.scan.diff import diff_trees, render_html
 
@@ -41,8 +42,8 @@ def test_every_trap_the_scan_finds_is_annotated_on_the_hunk_that_removes_it(resu
 
 
 def test_default_trees_are_the_sample_shops():
-    default = diff_trees()
-    assert Path(default.before).resolve() == BEFORE and Path(default.after).resolve() == AFTER
+    before, after = sample_shops()
+    assert before.resolve() == BEFORE and after.resolve() == AFTER
 
 
 def test_new_files_show_as_added(result):
@@ -68,6 +69,7 @@ def test_cli_diff_writes_html_and_prints_the_lesson(tmp_path):
     assert "state traps removed" in run.output and "this hunk removes" in run.output
     assert out.read_text().count('class="annotation"') == len(scan_path(BEFORE).findings)
     data = json.loads(CliRunner().invoke(cli, ["diff", "--json"]).output)
+    assert Path(data["before"]).resolve() == BEFORE and Path(data["after"]).resolve() == AFTER
     assert len(data["removed"]) == len(scan_path(BEFORE).findings)
     assert CliRunner().invoke(cli, ["diff", str(BEFORE)]).exit_code == 2
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import click
 from rich.console import Console
 
 from migrate.cli.base import _summary, cli, console, err_console, to_json
+from migrate.errors import UsageError
 
 # --- scan and diff: the state-trap audit -----------------------------------------------------
 
@@ -42,8 +46,6 @@ def scan(ctx: click.Context, path: str, fmt: str, as_json: bool, fail_on: str,
 
         migrate scan sample_stateful_app --format sarif -o migrate.sarif
     """
-    from pathlib import Path
-
     from migrate.scan import scan_path
     from migrate.scan.report import json_report, sarif_report, text_report
 
@@ -73,6 +75,17 @@ def scan(ctx: click.Context, path: str, fmt: str, as_json: bool, fail_on: str,
         ctx.exit(1)
 
 
+def sample_shops() -> tuple[Path, Path]:
+    """The two demo shops (before, after), wherever they are installed; nothing is imported."""
+    out = []
+    for name in ("sample_stateful_app", "sample_stateless_app"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise UsageError(f"{name} is not installed: give BEFORE and AFTER folders")
+        out.append(Path(list(spec.submodule_search_locations)[0]))
+    return out[0], out[1]
+
+
 @cli.command()
 @click.argument("before", required=False, type=click.Path(exists=True, file_okay=False))
 @click.argument("after", required=False, type=click.Path(exists=True, file_okay=False))
@@ -91,13 +104,14 @@ def diff(before: str | None, after: str | None, html_file: str | None, context: 
 
         migrate diff sample_stateful_app sample_stateless_app --html diff.html
     """
-    from pathlib import Path
-
     from migrate.scan.diff import diff_trees, render_html, render_rich
 
-    if (before is None) != (after is None):
+    if before is not None and after is not None:
+        result = diff_trees(before, after, context=context)
+    elif before is None and after is None:
+        result = diff_trees(*sample_shops(), context=context)
+    else:
         raise click.UsageError("give both BEFORE and AFTER, or neither (the sample shops)")
-    result = diff_trees(before, after, context=context)
     if html_file:
         Path(html_file).write_text(render_html(result), encoding="utf-8")
     if as_json:

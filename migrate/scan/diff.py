@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import html
-import importlib.util
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -54,7 +53,8 @@ class Hunk:
 
 @dataclass
 class FileDiff:
-    """One file's hunks; ``status``: changed, added or removed."""
+    """One file's hunks; ``status``: changed, added, removed, or unchanged (its text is the
+    same, yet a trap in it is gone: the change that removed it is elsewhere)."""
 
     path: str
     status: str
@@ -69,21 +69,6 @@ class DiffResult:
     removed: list[Finding] = field(default_factory=list)
     remaining: list[Finding] = field(default_factory=list)
     unchanged_files: int = 0
-
-    @property
-    def annotated(self) -> int:
-        return sum(len(h.annotations) for f in self.files for h in f.hunks)
-
-
-def default_trees() -> tuple[Path, Path]:
-    """The two sample shops, wherever the package is installed (nothing is imported)."""
-    out = []
-    for name in ("sample_stateful_app", "sample_stateless_app"):
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            raise UsageError(f"{name} is not installed: give BEFORE and AFTER folders")
-        out.append(Path(list(spec.submodule_search_locations)[0]))
-    return out[0], out[1]
 
 
 def _text_files(root: Path) -> dict[str, list[str]]:
@@ -146,13 +131,9 @@ def _place(finding: Finding, hunks: list[Hunk]) -> Hunk | None:
     return min(hunks, key=distance)
 
 
-def diff_trees(before: str | os.PathLike[str] | None = None,
-               after: str | os.PathLike[str] | None = None, context: int = 3) -> DiffResult:
+def diff_trees(before: str | os.PathLike[str], after: str | os.PathLike[str],
+               context: int = 3) -> DiffResult:
     """Diff two trees and annotate each hunk with the scan findings it removes."""
-    if before is None or after is None:
-        default_before, default_after = default_trees()
-        before = before if before is not None else default_before
-        after = after if after is not None else default_after
     before, after = Path(before), Path(after)
     for tree in (before, after):
         if not tree.is_dir():
@@ -167,10 +148,15 @@ def diff_trees(before: str | os.PathLike[str] | None = None,
             result.files.append(FileDiff(path, status, hunks))
         else:
             result.unchanged_files += 1
-    old_scan, new_scan = scan_path(before), scan_path(after)
-    still = Counter((f.rule, f.path, f.snippet) for f in new_scan.findings)
+    _annotate(result, scan_path(before).findings, scan_path(after).findings)
+    return result
+
+
+def _annotate(result: DiffResult, old: list[Finding], new: list[Finding]) -> None:
+    """Tie each trap of the before-tree that the after-tree no longer has to its hunk."""
+    still = Counter((f.rule, f.path, f.snippet) for f in new)
     by_path = {f.path: f for f in result.files}
-    for finding in old_scan.findings:
+    for finding in old:
         key = (finding.rule, finding.path, finding.snippet)
         if still[key]:
             still[key] -= 1
@@ -187,7 +173,6 @@ def diff_trees(before: str | os.PathLike[str] | None = None,
                 file_diff.hunks.append(Hunk(finding.line, finding.line, 0, 0))
             hunk = file_diff.hunks[0]
         hunk.annotations.append(finding)
-    return result
 
 
 # --- rendering ------------------------------------------------------------------------------
