@@ -26,6 +26,9 @@ GREETING='hello # not a comment'
 MAIL_PASSWORD=hunter2-mail
 PERMANENT_SESSION_LIFETIME=604800
 """
+# The sample shop's own keys, as the repo's [tool.migrate.switch] maps them.
+SHOP = {"REDIS_URL": "{redis}", "S3_BUCKET": "{bucket}", "S3_ENDPOINT_URL": "{s3}",
+        "DATABASE_URL": "{database_url}"}
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ def test_quote_round_trips_through_python_dotenv(tmp_path: Path):
 
 def test_switch_rewrites_in_place_and_probes_real_stores(env_file, s3_env, db_url):
     result = switch_config(env_file, redis_url=s3_env.redis_url, s3_url=s3_env.s3_endpoint_url,
-                           bucket=s3_env.s3_bucket, database_url=db_url)
+                           bucket=s3_env.s3_bucket, database_url=db_url, set_keys=SHOP)
     assert result.written and result.ok
     assert [(p.target, p.ok) for p in result.probes] == [
         ("redis", True), ("s3", True), ("database", True)]
@@ -105,7 +108,8 @@ def test_switch_rewrites_in_place_and_probes_real_stores(env_file, s3_env, db_ur
     check_required(config)
     assert config["SESSION_TYPE"] == "redis"
     # Nothing left to change: a second run writes nothing and makes no backup.
-    again = switch_config(env_file, redis_url=s3_env.redis_url, database_url=db_url)
+    again = switch_config(env_file, redis_url=s3_env.redis_url, database_url=db_url,
+                          set_keys=SHOP)
     assert not again.written and again.changed == [] and len(backups(env_file)) == 1
 
 
@@ -186,10 +190,11 @@ def test_missing_secret_key_and_secret_key_from_env(tmp_path: Path, monkeypatch)
 def test_backup_and_rollback_restore_byte_identical(env_file, s3_env, db_url):
     original = env_file.read_bytes()
     first = switch_config(env_file, redis_url=s3_env.redis_url, database_url=db_url,
-                          s3_url=s3_env.s3_endpoint_url, bucket=s3_env.s3_bucket, probe=False)
+                          s3_url=s3_env.s3_endpoint_url, bucket=s3_env.s3_bucket, probe=False,
+                          set_keys=SHOP)
     switched = env_file.read_bytes()
     second = switch_config(env_file, redis_url=s3_env.redis_url + "1", database_url=db_url,
-                           probe=False)
+                           probe=False, set_keys=SHOP)
     assert first.backup != second.backup and len(backups(env_file)) == 2
     result = CliRunner().invoke(cli, ["switch-config", str(env_file), "--rollback"])
     assert result.exit_code == 0, result.output
