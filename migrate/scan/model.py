@@ -41,10 +41,6 @@ class Finding:
     fix: str
     snippet: str = ""
 
-    @property
-    def location(self) -> str:
-        return f"{self.path}:{self.line}"
-
 
 @dataclass
 class ParseFailure:

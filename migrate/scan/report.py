@@ -27,7 +27,7 @@ from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.text import Text
 
-from migrate.scan.model import ScanResult
+from migrate.scan.model import Finding, Rule, ScanResult
 from migrate.scan.rules import RULES
 
 JSON_VERSION = 1
@@ -68,32 +68,6 @@ def json_report(result: ScanResult) -> str:
 def sarif_data(result: ScanResult) -> dict[str, Any]:
     """SARIF 2.1.0, as GitHub code scanning reads it (paths relative to %SRCROOT%)."""
     rule_ids = list(RULES)
-    rules = [{
-        "id": r.id,
-        "name": "".join(w.capitalize() for w in r.id.split("-")),
-        "shortDescription": {"text": r.title},
-        "fullDescription": {"text": f"{r.title}: {r.why}."},
-        "help": {"text": f"Fix: {r.fix}.", "markdown": f"**Why:** {r.why}.\n\n**Fix:** {r.fix}."},
-        "defaultConfiguration": {"level": r.severity},
-        "properties": {"tags": ["stateless", "scalability"]},
-    } for r in RULES.values()]
-    results = []
-    for f in result.findings:
-        digest = hashlib.sha256(f"{f.rule}:{f.path}:{f.snippet}".encode()).hexdigest()[:32]
-        region: dict[str, Any] = {"startLine": f.line, "startColumn": f.col}
-        if f.snippet:
-            region["snippet"] = {"text": f.snippet}
-        results.append({
-            "ruleId": f.rule,
-            "ruleIndex": rule_ids.index(f.rule),
-            "level": f.severity,
-            "message": {"text": f"{f.message}. Fix: {f.fix}."},
-            "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": f.path, "uriBaseId": "%SRCROOT%"},
-                "region": region,
-            }}],
-            "partialFingerprints": {"migrateScan/v1": digest},
-        })
     notifications = [{
         "level": "error",
         "message": {"text": f"{p.path}: {p.message}"},
@@ -109,12 +83,42 @@ def sarif_data(result: ScanResult) -> dict[str, Any]:
         "version": "2.1.0",
         "runs": [{
             "tool": {"driver": {"name": "migrate-scan", "semanticVersion": _version(),
-                                "rules": rules}},
+                                "rules": [_sarif_rule(r) for r in RULES.values()]}},
             "originalUriBaseIds": {"%SRCROOT%": {"uri": base.as_uri() + "/"}},
             "invocations": [{"executionSuccessful": True,
                              "toolExecutionNotifications": notifications}],
-            "results": results,
+            "results": [_sarif_result(f, rule_ids.index(f.rule)) for f in result.findings],
         }],
+    }
+
+
+def _sarif_rule(r: Rule) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "name": "".join(w.capitalize() for w in r.id.split("-")),
+        "shortDescription": {"text": r.title},
+        "fullDescription": {"text": f"{r.title}: {r.why}."},
+        "help": {"text": f"Fix: {r.fix}.", "markdown": f"**Why:** {r.why}.\n\n**Fix:** {r.fix}."},
+        "defaultConfiguration": {"level": r.severity},
+        "properties": {"tags": ["stateless", "scalability"]},
+    }
+
+
+def _sarif_result(f: Finding, rule_index: int) -> dict[str, Any]:
+    digest = hashlib.sha256(f"{f.rule}:{f.path}:{f.snippet}".encode()).hexdigest()[:32]
+    region: dict[str, Any] = {"startLine": f.line, "startColumn": f.col}
+    if f.snippet:
+        region["snippet"] = {"text": f.snippet}
+    return {
+        "ruleId": f.rule,
+        "ruleIndex": rule_index,
+        "level": f.severity,
+        "message": {"text": f"{f.message}. Fix: {f.fix}."},
+        "locations": [{"physicalLocation": {
+            "artifactLocation": {"uri": f.path, "uriBaseId": "%SRCROOT%"},
+            "region": region,
+        }}],
+        "partialFingerprints": {"migrateScan/v1": digest},
     }
 
 
@@ -122,7 +126,7 @@ def sarif_report(result: ScanResult) -> str:
     return json.dumps(sarif_data(result), indent=2, ensure_ascii=False)
 
 
-def text_report(result: ScanResult, show_fix: bool = True) -> RenderableType:
+def text_report(result: ScanResult) -> RenderableType:
     """Findings grouped by file, each with what breaks and the fix; then a summary line."""
     parts: list[RenderableType] = []
     for path, group in groupby(result.findings, key=lambda f: f.path):
@@ -134,8 +138,7 @@ def text_report(result: ScanResult, show_fix: bool = True) -> RenderableType:
             parts.append(line)
             if f.snippet:
                 parts.append(Text(f"      {f.snippet}", style="dim"))
-            if show_fix:
-                parts.append(Text.from_markup(f"      [green]fix:[/] {escape(f.fix)}"))
+            parts.append(Text.from_markup(f"      [green]fix:[/] {escape(f.fix)}"))
         parts.append(Text(""))
     for p in result.parse_errors:
         parts.append(Text.from_markup(
