@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import secrets
 import tempfile
 import threading
@@ -35,17 +34,20 @@ from typing import TYPE_CHECKING
 import requests
 
 from migrate.harness.cluster import Cluster
-from migrate.harness.journey import Journey, JourneyResult, cart_lines, error_cause
+from migrate.harness.journey import Journey, JourneyResult
+from migrate.harness.shoppers import (
+    COUNTS,
+    HOLD_SECONDS,
+    Router,
+    Shopper,
+    create_shoppers,
+    wait_for_rounds,
+)
 from migrate.harness.stores import Stores, start_stores
 
 if TYPE_CHECKING:
     from migrate.files import ExportResult as FilesExport
 
-PASSWORD = "shopper-pass"
-HOLD_SECONDS = 30.0  # how long a user's request waits for a refused instance to come back
-PRODUCTS = 5
-# What each user counts, named as in CutoverResult, which sums them.
-COUNTS = ("requests", "failed_requests", "logouts", "lost_cart_items", "lost_files", "rounds")
 Narrate = Callable[[str], None]
 
 
@@ -56,23 +58,6 @@ class Stage:
     name: str
     seconds: float
     detail: str
-
-
-@dataclass
-class Tally:
-    """What one simulated user noticed."""
-
-    requests: int = 0
-    failed_requests: int = 0
-    logouts: int = 0
-    lost_cart_items: int = 0
-    lost_files: int = 0
-    rounds: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def problem(self, text: str) -> None:
-        if len(self.problems) < 5:
-            self.problems.append(text)
 
 
 @dataclass
@@ -102,183 +87,6 @@ class CutoverResult:
         return lost == 0 and self.rounds > 0 and journey_ok
 
 
-class Router:
-    """Which instance a user's request goes to: sticky before the cut-over, round-robin after."""
-
-    def __init__(self, urls: list[str]) -> None:
-        self.urls = list(urls)
-        self.sticky = True
-        self._turn = 0
-        self._lock = threading.Lock()
-
-    def pick(self, user: int, refused: str | None = None) -> str:
-        """The instance for ``user``'s request; ``refused``: the one that just refused it."""
-        if self.sticky:
-            # A sticky balancer holds a user's request until their instance answers again.
-            return self.urls[user % len(self.urls)]
-        if refused in self.urls:
-            # A health-checked balancer sends the retry to another instance.
-            return self.urls[(self.urls.index(refused) + 1) % len(self.urls)]
-        with self._lock:
-            self._turn += 1
-            return self.urls[self._turn % len(self.urls)]
-
-
-def _refused(exc: requests.ConnectionError) -> bool:
-    """Nothing reached the app: connection refused, or reset before any byte of a reply."""
-    text = repr(exc)
-    return any(s in text for s in ("NewConnectionError", "Connection refused",
-                                   "ConnectionResetError", "RemoteDisconnected"))
-
-
-class Shopper(threading.Thread):
-    """One simulated user: logs in once, then adds to the cart, checks it, changes the avatar."""
-
-    def __init__(self, index: int, username: str, router: Router, stop: threading.Event) -> None:
-        super().__init__(name=f"shopper-{index}", daemon=True)
-        self.index = index
-        self.username = username
-        self.router = router
-        self.stop_event = stop
-        self.http = requests.Session()
-        self.tally = Tally()
-        self.cart: dict[int, int] = {}
-        self.avatar: bytes | None = None
-        self.rng = random.Random(index)
-        self.error: BaseException | None = None
-        self._recovering = False
-
-    # --- requests ------------------------------------------------------------------------
-
-    def send(self, method: str, path: str, **kwargs: object) -> requests.Response | None:
-        """One request, retried while its instance refuses; None (counted) if it still fails."""
-        deadline = time.monotonic() + HOLD_SECONDS
-        refused: str | None = None
-        while True:
-            base = self.router.pick(self.index, refused)
-            try:
-                response = self.http.request(method, base + path, allow_redirects=False,
-                                             timeout=30, **kwargs)  # type: ignore[arg-type]
-            except requests.ConnectionError as exc:
-                # A balancer retries an idempotent request on any connection error, others
-                # only when nothing reached the app.
-                if (method == "GET" or _refused(exc)) and time.monotonic() < deadline:
-                    refused = base
-                    time.sleep(0.05)
-                    continue
-                self.fail(f"{method} {path} on {base}: {error_cause(exc)}")
-                return None
-            self.tally.requests += 1
-            if response.status_code >= 500:
-                self.fail(f"{method} {path}: HTTP {response.status_code} from "
-                          f"{response.headers.get('X-Instance', base)}")
-                return None
-            return response
-
-    def fail(self, text: str) -> None:
-        self.tally.requests += 1
-        self.tally.failed_requests += 1
-        self.tally.problem(text)
-
-    def logged_out(self, response: requests.Response) -> bool:
-        """A redirect to the login page: the user lost their session. Log back in."""
-        if response.status_code == 302 and "/login" in response.headers.get("Location", ""):
-            self.tally.logouts += 1
-            self.tally.problem(f"logged out on {response.headers.get('X-Instance', '?')}")
-            if self.login() and not self._recovering:
-                # Count what came back after signing in again, once, before anything changes it.
-                self._recovering = True
-                try:
-                    self.check_cart()
-                    self.check_avatar()
-                finally:
-                    self._recovering = False
-            return True
-        return False
-
-    # --- the user's actions ----------------------------------------------------------------
-
-    def login(self) -> bool:
-        r = self.send("POST", "/login", data={"username": self.username, "password": PASSWORD})
-        if r is None:
-            return False
-        if r.status_code != 302:
-            self.fail(f"log in: HTTP {r.status_code}")
-            return False
-        return True
-
-    def add(self) -> None:
-        product = 1 + self.rng.randrange(PRODUCTS)
-        r = self.send("POST", "/cart/add", data={"product_id": product, "quantity": 1})
-        if r is None or self.logged_out(r):
-            return
-        if r.status_code != 302:
-            self.fail(f"add to cart: HTTP {r.status_code}")
-            return
-        self.cart[product] = self.cart.get(product, 0) + 1
-
-    def check_cart(self) -> None:
-        r = self.send("GET", "/cart")
-        if r is None or self.logged_out(r):
-            return
-        if r.status_code != 200:
-            self.fail(f"view cart: HTTP {r.status_code}")
-            return
-        shown = cart_lines(r.text)
-        missing = sum(max(0, n - shown.get(p, 0)) for p, n in self.cart.items())
-        if missing:
-            self.tally.lost_cart_items += missing
-            self.tally.problem(f"{missing} cart items missing on "
-                               f"{r.headers.get('X-Instance', '?')}")
-        self.cart = shown  # count a loss once
-
-    def upload_avatar(self) -> None:
-        data = b"\x89PNG\r\n\x1a\n" + self.rng.randbytes(2048)
-        name = f"me-{self.tally.rounds}.png"
-        r = self.send("POST", "/account/avatar", files={"avatar": (name, data, "image/png")})
-        if r is None or self.logged_out(r):
-            return
-        if r.status_code != 302:
-            self.fail(f"upload avatar: HTTP {r.status_code}")
-            return
-        self.avatar = data
-
-    def check_avatar(self) -> None:
-        if self.avatar is None:
-            return
-        r = self.send("GET", "/account/avatar")
-        if r is None or self.logged_out(r):  # (signing in again checks the avatar)
-            return
-        if r.status_code != 200 or r.content != self.avatar:
-            self.tally.lost_files += 1
-            self.tally.problem(f"avatar {'differs' if r.status_code == 200 else 'missing'} on "
-                               f"{r.headers.get('X-Instance', '?')} (HTTP {r.status_code})")
-            self.avatar = None  # count a loss once; the next upload starts afresh
-
-    def one_round(self) -> None:
-        self.add()
-        self.check_cart()
-        if self.tally.rounds % 4 == 0:
-            self.upload_avatar()
-        self.check_avatar()
-        self.tally.rounds += 1
-
-    def run(self) -> None:
-        try:
-            if not self.login():
-                return
-            while not self.stop_event.is_set():
-                self.one_round()
-            self.check_cart()  # the last look: everything still there?
-            self.check_avatar()
-        except BaseException as exc:  # noqa: BLE001 - reported in the result, never lost
-            self.error = exc
-            self.tally.problem(f"{type(exc).__name__}: {exc}")
-
-
-# --- the cut-over ------------------------------------------------------------------------------
-
-
 @contextlib.contextmanager
 def _aws_env(stores: Stores) -> Iterator[None]:
     """The S3 credentials in this process's environment, as an operator's shell has them."""
@@ -295,33 +103,6 @@ def _aws_env(stores: Stores) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def create_shoppers(database_url: str, count: int) -> list[str]:
-    """Add ``count`` shop users (the before schema) and return their names."""
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-    from werkzeug.security import generate_password_hash
-
-    from sample_stateful_app.db import User, init_db, make_engine
-
-    init_db(database_url)
-    names = [f"shopper{n:02d}" for n in range(1, count + 1)]
-    engine = make_engine(database_url)
-    digest = generate_password_hash(PASSWORD)  # one hash for all: scrypt is slow on purpose
-    with Session(engine) as s, s.begin():
-        have = set(s.scalars(select(User.username)))
-        s.add_all(User(username=n, password_hash=digest) for n in names if n not in have)
-    engine.dispose()
-    return names
-
-
-def _wait_for_rounds(shoppers: list[Shopper], rounds: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(s.tally.rounds >= rounds or not s.is_alive() for s in shoppers):
-            return
-        time.sleep(0.05)
 
 
 def run_cutover(
@@ -346,129 +127,34 @@ def run_cutover(
     the benchmark compares with. ``on_before`` is called with the before-cluster up, before the
     users start (the demo runs its journey there); ``keep_running`` with the after-cluster up.
     """
-    from migrate.files import export_files
-    from migrate.runbook.db import upgrade
-    from migrate.runbook.switch import switch_config
-
     started = time.monotonic()
     result = CutoverResult(users=users)
-
-    def stage(name: str, began: float, detail: str) -> None:
-        result.stages.append(Stage(name, round(time.monotonic() - began, 2), detail))
-        narrate(f"  {name}: {detail}")
-
     with tempfile.TemporaryDirectory(prefix="migrate-cutover-") as tmp:
         base = Path(run_dir or tmp)
         narrate("Starting embedded Redis and S3 (rclone serve s3) on 127.0.0.1")
         with start_stores(base / "stores") as store_set, _aws_env(store_set.stores):
-            stores = store_set.stores
-            database_url = stores.database_url
-            names = create_shoppers(database_url, users)
-            token = secrets.token_hex(16)
-            env_file = base / "shop.env"
-            env_file.write_text(
-                "# The shop's configuration (the before-app's)\n"
-                f"SECRET_KEY={secrets.token_hex(32)}\n"
-                f"DATABASE_URL={database_url}\n"
-                "SESSION_TYPE=cachelib\n"
-            )
-            common = {"ENV_FILE": str(env_file), "DATABASE_URL": database_url,
-                      **{k: v for k, v in stores.app_env().items() if k.startswith("AWS_")}}
-            before_env = dict(common)
-            if migrate_state:
-                before_env.update(MIGRATE_BRIDGE_TOKEN=token,
-                                  MIGRATE_BRIDGE_REDIS_URL=stores.redis_url)
-            state_file = base / "export-files.state"
-            target = f"s3://{stores.s3_bucket}"
-
+            run = _Migration(result, narrate, store_set.stores, base, dwell, migrate_state)
+            names = create_shoppers(run.database_url, users)
             narrate("Two before-instances, sticky sessions"
                     + (", the migration bridge deployed" if migrate_state else ""))
-            with Cluster("stateful", 2, before_env, base / "cluster") as cluster:
+            with Cluster("stateful", 2, run.before_env(), base / "cluster") as cluster:
                 if on_before is not None:
                     on_before(cluster)
-                folders = [cluster.run_dir / cluster.instance(i).name / "uploads"
-                           for i in range(len(cluster))]
                 router = Router(cluster.urls)
                 stop = threading.Event()
                 shoppers = [Shopper(i, n, router, stop) for i, n in enumerate(names)]
                 for s in shoppers:
                     s.start()
-                journey: Journey | None = None
                 try:
                     narrate(f"{users} users shopping (log in, add to cart, check the cart, "
                             "change and fetch their avatar)")
-                    _wait_for_rounds(shoppers, warmup_rounds)
-                    if paused_journey:
-                        journey = Journey([cluster.urls[0]], user="alice")
-                        journey.run(until="send chunk 1")
-                        narrate("alice pauses halfway through a chunked upload on "
-                                f"{cluster.instance(0).name}")
-
-                    cutover_began = time.monotonic()
-                    if migrate_state:
-                        _export_state(result, stage, cluster, stores, token, folders, target,
-                                      state_file)
-                    began = time.monotonic()
-                    db = upgrade(database_url, revision="0002")
-                    stage("db upgrade --revision 0002", began,
-                          f"expand: {db.before or '0001 (stamped)'} -> {db.after}; "
-                          "the before-app still works")
-
-                    began = time.monotonic()
-                    switched = switch_config(env_file, "stateless", redis_url=stores.redis_url,
-                                             s3_url=f"{stores.s3_endpoint_url}/{stores.s3_bucket}")
-                    probes = ", ".join(p.target for p in switched.probes)
-                    stage("switch config", began, f"{env_file.name} rewritten "
-                          f"({len(switched.changed)} keys), {probes} probed")
-                    time.sleep(dwell)
-
-                    for i in range(len(cluster)):
-                        began = time.monotonic()
-                        before_name = cluster.instance(i).name
-                        cluster.stop(i)
-                        last = ""
-                        if migrate_state:
-                            delta = export_files([str(folders[i])], target,
-                                                 endpoint_url=stores.s3_endpoint_url,
-                                                 redis_url=stores.redis_url,
-                                                 state_file=state_file)
-                            _count_files(result, delta)
-                            last = f"; last export: {delta.uploaded} new files"
-                        cluster.env = common
-                        after = cluster.start_instance(i, app="stateless")
-                        stage(f"roll {before_name}", began,
-                              f"-> {after.name} on the same port{last}")
-                        time.sleep(dwell)
-                    result.cutover_seconds = round(time.monotonic() - cutover_began, 2)
-
-                    began = time.monotonic()
-                    db = upgrade(database_url)
-                    router.sticky = False
-                    stage("db upgrade", began, f"contract: {db.before} -> {db.after}; "
-                          "stickiness off, requests round-robin")
-                    if journey is not None:
-                        journey.urls = cluster.urls
-                        journey.run(until="download file")
-                    time.sleep(dwell)
-
-                    if kill:
-                        began = time.monotonic()
-                        victim = cluster.instance(0).name
-                        cluster.kill(0)
-                        time.sleep(dwell)
-                        stage("SIGKILL", began, f"{victim} killed; the users carry on")
-                    if journey is not None:
-                        journey.run()
-                        result.journey = journey.result()
+                    wait_for_rounds(shoppers, warmup_rounds)
+                    run.migrate(cluster, router, kill=kill, paused_journey=paused_journey)
                 finally:
                     stop.set()
                     for s in shoppers:
                         s.join(timeout=HOLD_SECONDS + 30)
-                for name in COUNTS:  # the users' tallies add up to the run's
-                    setattr(result, name, sum(getattr(s.tally, name) for s in shoppers))
-                for s in shoppers:
-                    result.problems += [f"{s.username}: {p}" for p in s.tally.problems]
-                result.problems = result.problems[:20]
+                _add_tallies(result, shoppers)
                 if keep_running:
                     if kill:
                         cluster.start_instance(0)
@@ -477,37 +163,175 @@ def run_cutover(
     return result
 
 
-def _export_state(result: CutoverResult, stage: Callable[[str, float, str], None],
-                  cluster: Cluster, stores: Stores, token: str, folders: list[Path],
-                  target: str, state_file: Path) -> None:
-    """Bridge check, then sessions and files exported while the before-instances serve."""
-    from migrate.files import export_files
-    from migrate.sessions import export_sessions
-
-    began = time.monotonic()
-    mirrored = sum(_bridge_status(u, token).get("mirrored", 0) for u in cluster.urls)
-    stage("bridge dual-write", began, f"on: {mirrored} session saves mirrored to Redis so far")
-
-    began = time.monotonic()
-    sessions = export_sessions(cluster.urls, stores.redis_url, token=token)
-    result.sessions_exported = sessions.written + sessions.skipped
-    stage("export sessions", began, f"{sessions.read} read, {sessions.written} written, "
-          f"{sessions.skipped} already mirrored, {sessions.failed} failed")
-
-    began = time.monotonic()
-    files = export_files([str(f) for f in folders], target, endpoint_url=stores.s3_endpoint_url,
-                         redis_url=stores.redis_url, state_file=state_file)
-    _count_files(result, files)
-    stage("export files", began, f"{files.uploaded} uploaded, {files.skipped} unchanged, "
-          f"{len(files.uploads)} chunked uploads carried, {files.failed} failed")
+def _add_tallies(result: CutoverResult, shoppers: list[Shopper]) -> None:
+    """The users' tallies add up to the run's; the first few problems are kept."""
+    for name in COUNTS:
+        setattr(result, name, sum(getattr(s.tally, name) for s in shoppers))
+    for s in shoppers:
+        result.problems += [f"{s.username}: {p}" for p in s.tally.problems]
+    result.problems = result.problems[:20]
 
 
-def _count_files(result: CutoverResult, export: FilesExport) -> None:
-    result.files_exported += export.uploaded
-    # A re-run reports an upload it carried before as "already-carried": count each once.
-    result.uploads_carried += sum(u.status == "carried" for u in export.uploads)
-    if export.failed:
-        result.problems.append(f"export-files: {export.failed} files failed")
+@dataclass
+class _Migration:
+    """The migration of one running deployment, stage by stage, each recorded in the result."""
+
+    result: CutoverResult
+    narrate: Narrate
+    stores: Stores
+    base: Path
+    dwell: float
+    migrate_state: bool
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    def __post_init__(self) -> None:
+        self.database_url = self.stores.database_url
+        self.env_file = self.base / "shop.env"
+        self.env_file.write_text(
+            "# The shop's configuration (the before-app's)\n"
+            f"SECRET_KEY={secrets.token_hex(32)}\n"
+            f"DATABASE_URL={self.database_url}\n"
+            "SESSION_TYPE=cachelib\n"
+        )
+        self.common = {"ENV_FILE": str(self.env_file), "DATABASE_URL": self.database_url,
+                       **{k: v for k, v in self.stores.app_env().items()
+                          if k.startswith("AWS_")}}
+        self.state_file = self.base / "export-files.state"
+        self.target = f"s3://{self.stores.s3_bucket}"
+
+    def before_env(self) -> dict[str, str]:
+        """The before-instances' environment: with the bridge when state is migrated."""
+        env = dict(self.common)
+        if self.migrate_state:
+            env.update(MIGRATE_BRIDGE_TOKEN=self.token,
+                       MIGRATE_BRIDGE_REDIS_URL=self.stores.redis_url)
+        return env
+
+    def stage(self, name: str, began: float, detail: str) -> None:
+        self.result.stages.append(Stage(name, round(time.monotonic() - began, 2), detail))
+        self.narrate(f"  {name}: {detail}")
+
+    def migrate(self, cluster: Cluster, router: Router, *, kill: bool,
+                paused_journey: bool) -> None:
+        """Every stage in order, the users' traffic running throughout."""
+        journey: Journey | None = None
+        if paused_journey:
+            journey = Journey([cluster.urls[0]], user="alice")
+            journey.run(until="send chunk 1")
+            self.narrate("alice pauses halfway through a chunked upload on "
+                         f"{cluster.instance(0).name}")
+        folders = [cluster.run_dir / cluster.instance(i).name / "uploads"
+                   for i in range(len(cluster))]
+        cutover_began = time.monotonic()
+        if self.migrate_state:
+            self.export_state(cluster, folders)
+        self.expand()
+        self.switch()
+        time.sleep(self.dwell)
+        self.roll(cluster, folders)
+        self.result.cutover_seconds = round(time.monotonic() - cutover_began, 2)
+        self.contract(router)
+        if journey is not None:
+            journey.urls = cluster.urls
+            journey.run(until="download file")
+        time.sleep(self.dwell)
+        if kill:
+            began = time.monotonic()
+            victim = cluster.instance(0).name
+            cluster.kill(0)
+            time.sleep(self.dwell)
+            self.stage("SIGKILL", began, f"{victim} killed; the users carry on")
+        if journey is not None:
+            journey.run()
+            self.result.journey = journey.result()
+
+    def export_state(self, cluster: Cluster, folders: list[Path]) -> None:
+        """Bridge check, then sessions and files exported while the before-instances serve."""
+        from migrate.files import export_files
+        from migrate.sessions import export_sessions
+
+        began = time.monotonic()
+        mirrored = sum(_bridge_status(u, self.token).get("mirrored", 0) for u in cluster.urls)
+        self.stage("bridge dual-write", began,
+                   f"on: {mirrored} session saves mirrored to Redis so far")
+
+        began = time.monotonic()
+        sessions = export_sessions(cluster.urls, self.stores.redis_url, token=self.token)
+        self.result.sessions_exported = sessions.written + sessions.skipped
+        self.stage("export sessions", began, f"{sessions.read} read, {sessions.written} "
+                   f"written, {sessions.skipped} already mirrored, {sessions.failed} failed")
+
+        began = time.monotonic()
+        files = export_files([str(f) for f in folders], self.target,
+                             endpoint_url=self.stores.s3_endpoint_url,
+                             redis_url=self.stores.redis_url, state_file=self.state_file)
+        self.count_files(files)
+        self.stage("export files", began, f"{files.uploaded} uploaded, {files.skipped} "
+                   f"unchanged, {len(files.uploads)} chunked uploads carried, "
+                   f"{files.failed} failed")
+
+    def expand(self) -> None:
+        from migrate.runbook.db import upgrade
+
+        database_url = self.database_url
+        began = time.monotonic()
+        db = upgrade(database_url, revision="0002")
+        self.stage("db upgrade --revision 0002", began,
+                   f"expand: {db.before or '0001 (stamped)'} -> {db.after}; "
+                   "the before-app still works")
+
+    def switch(self) -> None:
+        from migrate.runbook.switch import switch_config
+
+        env_file, stores = self.env_file, self.stores
+        began = time.monotonic()
+        switched = switch_config(env_file, "stateless", redis_url=stores.redis_url,
+                                 s3_url=f"{stores.s3_endpoint_url}/{stores.s3_bucket}",
+                                 # the shop's own keys (the repo's [tool.migrate.switch])
+                                 set_keys={"REDIS_URL": "{redis}", "S3_BUCKET": "{bucket}",
+                                           "S3_ENDPOINT_URL": "{s3}",
+                                           "DATABASE_URL": "{database_url}"})
+        probes = ", ".join(p.target for p in switched.probes)
+        self.stage("switch config", began, f"{env_file.name} rewritten "
+                   f"({len(switched.changed)} keys), {probes} probed")
+
+    def roll(self, cluster: Cluster, folders: list[Path]) -> None:
+        """Each instance in turn: stopped, its folder exported once more, the after-app started."""
+        from migrate.files import export_files
+
+        for i in range(len(cluster)):
+            began = time.monotonic()
+            before_name = cluster.instance(i).name
+            cluster.stop(i)
+            last = ""
+            if self.migrate_state:
+                delta = export_files([str(folders[i])], self.target,
+                                     endpoint_url=self.stores.s3_endpoint_url,
+                                     redis_url=self.stores.redis_url,
+                                     state_file=self.state_file)
+                self.count_files(delta)
+                last = f"; last export: {delta.uploaded} new files"
+            cluster.env = self.common
+            after = cluster.start_instance(i, app="stateless")
+            self.stage(f"roll {before_name}", began, f"-> {after.name} on the same port{last}")
+            time.sleep(self.dwell)
+
+    def contract(self, router: Router) -> None:
+        from migrate.runbook.db import upgrade
+
+        database_url = self.database_url
+        began = time.monotonic()
+        db = upgrade(database_url)
+        router.sticky = False
+        self.stage("db upgrade", began, f"contract: {db.before} -> {db.after}; "
+                   "stickiness off, requests round-robin")
+
+    def count_files(self, export: FilesExport) -> None:
+        self.result.files_exported += export.uploaded
+        # A re-run reports an upload it carried before as "already-carried": count each once.
+        self.result.uploads_carried += sum(u.status == "carried" for u in export.uploads)
+        if export.failed:
+            self.result.problems.append(f"export-files: {export.failed} files failed")
 
 
 def _bridge_status(url: str, token: str) -> dict:

@@ -1,0 +1,242 @@
+"""Simulated shoppers: each logs in once, then shops without pause and counts what it loses.
+
+A user notices being logged out, cart items gone, their avatar gone or different, and a request
+that failed after the client's retry of a refused connection; each ``Shopper`` counts exactly
+those in its ``Tally``. The ``Router`` plays the balancer: sticky before the cut-over, round-robin
+after.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import requests
+
+from migrate.harness.journey import cart_lines, error_cause
+
+PASSWORD = "shopper-pass"
+HOLD_SECONDS = 30.0  # how long a user's request waits for a refused instance to come back
+PRODUCTS = 5
+# What each user counts, named as in CutoverResult, which sums them.
+COUNTS = ("requests", "failed_requests", "logouts", "lost_cart_items", "lost_files", "rounds")
+
+
+@dataclass
+class Tally:
+    """What one simulated user noticed."""
+
+    requests: int = 0
+    failed_requests: int = 0
+    logouts: int = 0
+    lost_cart_items: int = 0
+    lost_files: int = 0
+    rounds: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < 5:
+            self.problems.append(text)
+
+
+class Router:
+    """Which instance a user's request goes to: sticky before the cut-over, round-robin after."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = list(urls)
+        self.sticky = True
+        self._turn = 0
+        self._lock = threading.Lock()
+
+    def pick(self, user: int, refused: str | None = None) -> str:
+        """The instance for ``user``'s request; ``refused``: the one that just refused it."""
+        if self.sticky:
+            # A sticky balancer holds a user's request until their instance answers again.
+            return self.urls[user % len(self.urls)]
+        if refused in self.urls:
+            # A health-checked balancer sends the retry to another instance.
+            return self.urls[(self.urls.index(refused) + 1) % len(self.urls)]
+        with self._lock:
+            self._turn += 1
+            return self.urls[self._turn % len(self.urls)]
+
+
+def _refused(exc: requests.ConnectionError) -> bool:
+    """Nothing reached the app: connection refused, or reset before any byte of a reply."""
+    text = repr(exc)
+    return any(s in text for s in ("NewConnectionError", "Connection refused",
+                                   "ConnectionResetError", "RemoteDisconnected"))
+
+
+class Shopper(threading.Thread):
+    """One simulated user: logs in once, then adds to the cart, checks it, changes the avatar."""
+
+    def __init__(self, index: int, username: str, router: Router, stop: threading.Event) -> None:
+        super().__init__(name=f"shopper-{index}", daemon=True)
+        self.index = index
+        self.username = username
+        self.router = router
+        self.stop_event = stop
+        self.http = requests.Session()
+        self.tally = Tally()
+        self.cart: dict[int, int] = {}
+        self.avatar: bytes | None = None
+        self.rng = random.Random(index)
+        self.error: BaseException | None = None
+        self._recovering = False
+
+    # --- requests ------------------------------------------------------------------------
+
+    def send(self, method: str, path: str, **kwargs: object) -> requests.Response | None:
+        """One request, retried while its instance refuses; None (counted) if it still fails."""
+        deadline = time.monotonic() + HOLD_SECONDS
+        refused: str | None = None
+        while True:
+            base = self.router.pick(self.index, refused)
+            try:
+                response = self.http.request(method, base + path, allow_redirects=False,
+                                             timeout=30, **kwargs)  # type: ignore[arg-type]
+            except requests.ConnectionError as exc:
+                # A balancer retries an idempotent request on any connection error, others
+                # only when nothing reached the app.
+                if (method == "GET" or _refused(exc)) and time.monotonic() < deadline:
+                    refused = base
+                    time.sleep(0.05)
+                    continue
+                self.fail(f"{method} {path} on {base}: {error_cause(exc)}")
+                return None
+            self.tally.requests += 1
+            if response.status_code >= 500:
+                self.fail(f"{method} {path}: HTTP {response.status_code} from "
+                          f"{response.headers.get('X-Instance', base)}")
+                return None
+            return response
+
+    def fail(self, text: str) -> None:
+        self.tally.requests += 1
+        self.tally.failed_requests += 1
+        self.tally.problem(text)
+
+    def logged_out(self, response: requests.Response) -> bool:
+        """A redirect to the login page: the user lost their session. Log back in."""
+        if response.status_code == 302 and "/login" in response.headers.get("Location", ""):
+            self.tally.logouts += 1
+            self.tally.problem(f"logged out on {response.headers.get('X-Instance', '?')}")
+            if self.login() and not self._recovering:
+                # Count what came back after signing in again, once, before anything changes it.
+                self._recovering = True
+                try:
+                    self.check_cart()
+                    self.check_avatar()
+                finally:
+                    self._recovering = False
+            return True
+        return False
+
+    # --- the user's actions ----------------------------------------------------------------
+
+    def login(self) -> bool:
+        r = self.send("POST", "/login", data={"username": self.username, "password": PASSWORD})
+        if r is None:
+            return False
+        if r.status_code != 302:
+            self.fail(f"log in: HTTP {r.status_code}")
+            return False
+        return True
+
+    def add(self) -> None:
+        product = 1 + self.rng.randrange(PRODUCTS)
+        r = self.send("POST", "/cart/add", data={"product_id": product, "quantity": 1})
+        if r is None or self.logged_out(r):
+            return
+        if r.status_code != 302:
+            self.fail(f"add to cart: HTTP {r.status_code}")
+            return
+        self.cart[product] = self.cart.get(product, 0) + 1
+
+    def check_cart(self) -> None:
+        r = self.send("GET", "/cart")
+        if r is None or self.logged_out(r):
+            return
+        if r.status_code != 200:
+            self.fail(f"view cart: HTTP {r.status_code}")
+            return
+        shown = cart_lines(r.text)
+        missing = sum(max(0, n - shown.get(p, 0)) for p, n in self.cart.items())
+        if missing:
+            self.tally.lost_cart_items += missing
+            self.tally.problem(f"{missing} cart items missing on "
+                               f"{r.headers.get('X-Instance', '?')}")
+        self.cart = shown  # count a loss once
+
+    def upload_avatar(self) -> None:
+        data = b"\x89PNG\r\n\x1a\n" + self.rng.randbytes(2048)
+        name = f"me-{self.tally.rounds}.png"
+        r = self.send("POST", "/account/avatar", files={"avatar": (name, data, "image/png")})
+        if r is None or self.logged_out(r):
+            return
+        if r.status_code != 302:
+            self.fail(f"upload avatar: HTTP {r.status_code}")
+            return
+        self.avatar = data
+
+    def check_avatar(self) -> None:
+        if self.avatar is None:
+            return
+        r = self.send("GET", "/account/avatar")
+        if r is None or self.logged_out(r):  # (signing in again checks the avatar)
+            return
+        if r.status_code != 200 or r.content != self.avatar:
+            self.tally.lost_files += 1
+            self.tally.problem(f"avatar {'differs' if r.status_code == 200 else 'missing'} on "
+                               f"{r.headers.get('X-Instance', '?')} (HTTP {r.status_code})")
+            self.avatar = None  # count a loss once; the next upload starts afresh
+
+    def one_round(self) -> None:
+        self.add()
+        self.check_cart()
+        if self.tally.rounds % 4 == 0:
+            self.upload_avatar()
+        self.check_avatar()
+        self.tally.rounds += 1
+
+    def run(self) -> None:
+        try:
+            if not self.login():
+                return
+            while not self.stop_event.is_set():
+                self.one_round()
+            self.check_cart()  # the last look: everything still there?
+            self.check_avatar()
+        except BaseException as exc:  # noqa: BLE001 - reported in the result, never lost
+            self.error = exc
+            self.tally.problem(f"{type(exc).__name__}: {exc}")
+
+
+def create_shoppers(database_url: str, count: int) -> list[str]:
+    """Add ``count`` shop users (the before schema) and return their names."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+    from werkzeug.security import generate_password_hash
+
+    from sample_stateful_app.db import User, init_db, make_engine
+
+    init_db(database_url)
+    names = [f"shopper{n:02d}" for n in range(1, count + 1)]
+    engine = make_engine(database_url)
+    digest = generate_password_hash(PASSWORD)  # one hash for all: scrypt is slow on purpose
+    with Session(engine) as s, s.begin():
+        have = set(s.scalars(select(User.username)))
+        s.add_all(User(username=n, password_hash=digest) for n in names if n not in have)
+    engine.dispose()
+    return names
+
+
+def wait_for_rounds(shoppers: list[Shopper], rounds: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(s.tally.rounds >= rounds or not s.is_alive() for s in shoppers):
+            return
+        time.sleep(0.05)
