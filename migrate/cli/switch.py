@@ -53,6 +53,7 @@ def switch_config_command(
       CELERY_BROKER_URL, CELERY_RESULT_BACKEND  memory://, filesystem://, sqlite -> Redis
       UPLOAD_FOLDER          commented out: uploads now live in the bucket
       REDIS_URL, DATABASE_URL, SQLALCHEMY_DATABASE_URI   follow --redis / --database-url
+      AWS_ENDPOINT_URL_S3    follows --endpoint-url           (boto3)
 
     Your app's own keys come from [tool.migrate.switch] in ./pyproject.toml and from --set /
     --drop (which win); values may use {redis}, {s3} (the endpoint), {bucket}, {prefix} and

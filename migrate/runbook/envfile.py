@@ -64,7 +64,7 @@ class EnvFile:
     @property
     def unreadable(self) -> list[int]:
         """Line numbers python-dotenv could not read (kept as they are)."""
-        return [e.line + _leading_newlines(e.original) for e in self.entries if e.error]
+        return [e.line for e in self.entries if e.error]
 
 
 @dataclass
@@ -95,15 +95,22 @@ class Rewrite:
     removed: list[str] = field(default_factory=list)
 
 
-def _leading_newlines(text: str) -> int:
-    stripped = text[: len(text) - len(text.lstrip())]
-    return len(re.findall(r"\r\n|\n|\r", stripped))
+_BREAK = re.compile(r"\r\n|\n|\r")
 
 
 def parse(text: str) -> list[Entry]:
-    """``text`` as python-dotenv's bindings; joined back, they are ``text`` exactly."""
-    entries = [Entry(b.key, b.value, b.original.string, b.original.line, b.error)
-               for b in parse_stream(io.StringIO(text, newline=""))]
+    """``text`` as python-dotenv's bindings; joined back, they are ``text`` exactly.
+
+    ``line`` is where the binding's first character is (a CRLF counted once).
+    """
+    entries: list[Entry] = []
+    offset = 0
+    for b in parse_stream(io.StringIO(text, newline="")):
+        original = b.original.string
+        start = offset + len(original) - len(original.lstrip())
+        line = len(_BREAK.findall(text, 0, start)) + 1
+        entries.append(Entry(b.key, b.value, original, line, b.error))
+        offset += len(original)
     if "".join(e.original for e in entries) != text:
         raise UsageError("python-dotenv's parser did not return the file whole: not rewriting "
                          "it (pin python-dotenv to a tested version)")

@@ -16,6 +16,7 @@ Celery         CELERY_BROKER_URL, CELERY_RESULT_BACKEND   memory://, filesystem:
 uploads        UPLOAD_FOLDER       commented out: uploads now live in the bucket
 redis-py apps  REDIS_URL           -> the Redis URL
 SQLAlchemy     DATABASE_URL, SQLALCHEMY_DATABASE_URI   -> --database-url when given
+boto3          AWS_ENDPOINT_URL_S3 -> the S3 endpoint when given
 =================================  ===============================================================
 
 App-specific keys come from a mapping the user writes, ``[tool.migrate.switch]`` in the
@@ -249,6 +250,8 @@ def plan(values: Mapping[str, str], mapping: KeyMapping, targets: Targets) -> Pl
         out.updates.update(urls)
     if targets.database_url:
         out.updates.update({k: targets.database_url for k in DATABASE_KEYS if k in values})
+    if targets.endpoint and "AWS_ENDPOINT_URL_S3" in values:
+        out.updates["AWS_ENDPOINT_URL_S3"] = targets.endpoint  # boto3 reads it itself
     if "UPLOAD_FOLDER" in values:
         if targets.bucket:
             where = f"s3://{targets.bucket}/{targets.prefix}".rstrip("/")
