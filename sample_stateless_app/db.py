@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, ForeignKey, Integer, String, create_engine, select
+from sqlalchemy import DateTime, ForeignKey, Integer, String, create_engine, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from werkzeug.security import generate_password_hash
+
+# The shop's alembic history (a script folder, run by path: no import, so no cycle with it), and
+# the revision whose schema the before-app made for itself.
+MIGRATIONS = Path(__file__).with_name("migrations")
+BASELINE = "0001"
 
 
 class Base(DeclarativeBase):
@@ -88,11 +94,23 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Bring the schema to ``revision`` with alembic, then add the demo data if missing.
 
     Run once before the instances start (never by each instance: two would race). A database
-    the before-app created without alembic is stamped at 0001 first, not recreated.
+    the before-app created without alembic is stamped at the baseline first, not recreated.
+    (``migrate db upgrade`` does the same for any app; the shop needs no migrate to start.)
     """
-    from .migrations import upgrade_database
+    from alembic import command
+    from alembic.config import Config
 
-    upgrade_database(url, revision)
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["url"] = url
+    if tables and "alembic_version" not in tables:
+        command.stamp(config, BASELINE)
+    command.upgrade(config, revision)
     engine = make_engine(url)
     seed(engine)
     engine.dispose()

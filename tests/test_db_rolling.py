@@ -15,7 +15,8 @@ from sqlalchemy import MetaData, create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from migrate.keys import object_key
-from migrate.runbook.db import downgrade, upgrade
+from migrate.runbook.db import DbConfig, downgrade, upgrade
+from sample_stateless_app.db import BASELINE, MIGRATIONS
 
 AVATAR = "avatars/1/me.png"
 FILE_ID = "0123456789abcdef0123456789abcdef"
@@ -40,6 +41,11 @@ def before_db(database_url: str) -> str:
                      {"i": FILE_ID, "p": FILE_PATH})
     engine.dispose()
     return database_url
+
+
+def shop(url: str) -> DbConfig:
+    """The shop's own alembic environment, named explicitly (as the harness does)."""
+    return DbConfig(url, script_location=str(MIGRATIONS), baseline=BASELINE)
 
 
 def before_client(url: str, tmp_path: Path):
@@ -107,7 +113,7 @@ def chunked_upload(client, filename: str, parts: list[bytes]) -> str:
 @pytest.mark.parametrize("prefix", ["", NASTY], ids=["no-prefix", "nasty-prefix"])
 def test_before_app_keeps_working_on_the_expand_and_its_writes_get_keys(
         before_db: str, tmp_path: Path, prefix: str) -> None:
-    result = upgrade(before_db, revision="0002", prefix=prefix)
+    result = upgrade(shop(before_db), revision="0002", prefix=prefix)
     assert (result.before, result.after, result.stamped) == (None, "0002", True)
     assert users(before_db, "avatar_key")["alice"] == object_key(AVATAR, prefix)
     assert files(before_db, "key")[FILE_ID] == object_key(FILE_PATH, prefix)
@@ -131,7 +137,7 @@ def test_before_app_keeps_working_on_the_expand_and_its_writes_get_keys(
 def test_after_app_models_read_and_write_on_the_expand(before_db: str, tmp_path: Path) -> None:
     from sample_stateless_app.db import File, User, make_engine
 
-    upgrade(before_db, revision="0002", prefix="shop")
+    upgrade(shop(before_db), revision="0002", prefix="shop")
     engine = make_engine(before_db)
     new_id = uuid.uuid4().hex
     with Session(engine) as s, s.begin():
@@ -157,7 +163,7 @@ def test_contract_leaves_exactly_the_after_schema_with_every_key(before_db: str,
                                                                   tmp_path: Path) -> None:
     from sample_stateless_app.db import Base
 
-    upgrade(before_db, revision="0002", prefix="shop")
+    upgrade(shop(before_db), revision="0002", prefix="shop")
     client = before_client(before_db, tmp_path)
     upload_id = chunked_upload(client, "late.bin", [b"late"])
     upload_avatar(client, "late.png")
@@ -167,7 +173,7 @@ def test_contract_leaves_exactly_the_after_schema_with_every_key(before_db: str,
         conn.execute(text('UPDATE files SET "key" = NULL WHERE id = :i'), {"i": FILE_ID})
     query_engine.dispose()
 
-    result = upgrade(before_db, prefix="shop")
+    result = upgrade(shop(before_db), prefix="shop")
     assert (result.before, result.after, result.target) == ("0002", "0003", "0003")
     assert schema_diff(before_db, Base.metadata) == []  # alembic autogenerate finds nothing
     assert triggers(before_db) == []
@@ -183,7 +189,7 @@ def test_contract_leaves_exactly_the_after_schema_with_every_key(before_db: str,
 def test_downgrades_round_trip_every_value(before_db: str, tmp_path: Path, prefix: str) -> None:
     from sample_stateful_app.db import Base as BeforeBase
 
-    upgrade(before_db, revision="0002", prefix=prefix)
+    upgrade(shop(before_db), revision="0002", prefix=prefix)
     upload_id = chunked_upload(before_client(before_db, tmp_path), "x.bin", [b"x"])
     # A row the after-app inserted (key only) must come back with a path too.
     after_id = uuid.uuid4().hex
@@ -193,10 +199,10 @@ def test_downgrades_round_trip_every_value(before_db: str, tmp_path: Path, prefi
                           "(:i, 2, 'y.bin', 1, :k)"),
                      {"i": after_id, "k": object_key(f"files/{after_id}/y.bin", prefix)})
     engine.dispose()
-    upgrade(before_db, prefix=prefix)
+    upgrade(shop(before_db), prefix=prefix)
     keys = files(before_db, "key")
 
-    result = downgrade(before_db, revision="0002", prefix=prefix)
+    result = downgrade(shop(before_db), revision="0002", prefix=prefix)
     assert (result.before, result.after) == ("0003", "0002")
     paths = {FILE_ID: FILE_PATH, upload_id: f"files/{upload_id}/x.bin",
              after_id: f"files/{after_id}/y.bin"}
@@ -207,7 +213,7 @@ def test_downgrades_round_trip_every_value(before_db: str, tmp_path: Path, prefi
     assert upload_avatar(client, "back.png").status_code == 302
     assert users(before_db, "avatar_key")["alice"] == object_key("avatars/1/back.png", prefix)
 
-    result = downgrade(before_db, revision="0001", prefix=prefix)
+    result = downgrade(shop(before_db), revision="0001", prefix=prefix)
     assert (result.before, result.after) == ("0002", "0001")
     assert schema_diff(before_db, BeforeBase.metadata) == []  # the before-app's own schema
     assert triggers(before_db) == []

@@ -18,9 +18,16 @@ from sqlalchemy.engine import make_url
 from migrate.cli import cli
 from migrate.keys import object_key
 
+ROOT = Path(__file__).resolve().parent.parent
 NFD_NAME = unicodedata.normalize("NFD", "Résumé.pdf")
 AVATAR = "avatars/1/me.png"
 FILE_PATH = "files/0123456789abcdef0123456789abcdef/report 2024.pdf"
+
+
+@pytest.fixture(autouse=True)
+def repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`migrate db` finds the shop's alembic history in the repo's [tool.migrate]."""
+    monkeypatch.chdir(ROOT)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -86,7 +93,7 @@ def test_upgrade_stamps_then_turns_paths_into_the_export_keys_and_downgrade_undo
     dry = run("db", "upgrade", "--database-url", before_db, "--prefix", "shop", "--dry-run",
               "--json")
     assert dry.exit_code == 0, dry.output
-    assert json.loads(dry.output)["avatars"] == 2 and rows(before_db)[3] is None
+    assert json.loads(dry.output)["rows"]["avatar"] == 2 and rows(before_db)[3] is None
 
     result = run("db", "upgrade", "--database-url", before_db, "--prefix", "shop", "--json")
     assert result.exit_code == 0, result.output
@@ -105,7 +112,8 @@ def test_upgrade_stamps_then_turns_paths_into_the_export_keys_and_downgrade_undo
     again = run("db", "upgrade", "--database-url", before_db, "--prefix", "shop")
     assert again.exit_code == 0 and rows(before_db)[2] == values  # already at head: no-op
 
-    down = run("db", "downgrade", "--database-url", before_db, "--prefix", "shop")
+    down = run("db", "downgrade", "--revision", "0001", "--database-url", before_db, "--prefix",
+               "shop")
     assert down.exit_code == 0, down.output
     user_cols, file_cols, values, version = rows(before_db)
     assert "avatar_path" in user_cols and "path" in file_cols and version == "0001"
@@ -117,7 +125,7 @@ def test_upgrade_without_a_prefix_matches_the_after_app_default_keys(before_db: 
     from migrate.runbook.db import upgrade
 
     result = upgrade(before_db)
-    assert result.after == "0003" and result.files == 1
+    assert result.after == "0003" and result.rows["file"] == 1
     assert rows(before_db)[2]["alice"] == AVATAR  # the after-app's own avatars/<uid>/<name>
 
 

@@ -271,11 +271,12 @@ class _Migration:
                    f"{files.failed} failed")
 
     def expand(self) -> None:
-        from migrate.runbook.db import upgrade
+        from migrate.runbook.db import DbConfig, upgrade
+        from sample_stateless_app.db import BASELINE, MIGRATIONS
 
         database_url = self.database_url
         began = time.monotonic()
-        db = upgrade(database_url, revision="0002")
+        db = upgrade(DbConfig(database_url, str(MIGRATIONS), baseline=BASELINE), revision="0002")
         self.stage("db upgrade --revision 0002", began,
                    f"expand: {db.before or '0001 (stamped)'} -> {db.after}; "
                    "the before-app still works")
@@ -317,11 +318,12 @@ class _Migration:
             time.sleep(self.dwell)
 
     def contract(self, router: Router) -> None:
-        from migrate.runbook.db import upgrade
+        from migrate.runbook.db import DbConfig, upgrade
+        from sample_stateless_app.db import BASELINE, MIGRATIONS
 
         database_url = self.database_url
         began = time.monotonic()
-        db = upgrade(database_url)
+        db = upgrade(DbConfig(database_url, str(MIGRATIONS), baseline=BASELINE))
         router.sticky = False
         self.stage("db upgrade", began, f"contract: {db.before} -> {db.after}; "
                    "stickiness off, requests round-robin")

@@ -1,174 +1,419 @@
-"""``migrate db upgrade``: run the after-app's alembic history on the before-app's database.
+"""``migrate db upgrade|downgrade|status``: the app's own alembic environment, run on the
+database the before-app left.
 
-A database the before-app made has its tables but no ``alembic_version``: it is stamped at
-revision 0001 (the before schema) and then upgraded. The move from local paths to object keys
-is an expand/contract pair, so both apps can share the database during a rolling cut-over:
+The environment is the user's: a script folder (``--script-location``) or an ``alembic.ini``
+(``--alembic-ini``), else ``script_location`` / ``alembic_ini`` under ``[tool.migrate]`` in the
+project's pyproject.toml. The database URL reaches its env.py as alembic's templates read it:
+``sqlalchemy.url`` (and ``config.attributes["url"]``); ``--prefix P`` is ``-x prefix=P``.
 
-- 0002 (expand, ``--revision 0002``): adds ``users.avatar_key`` and ``files.key`` beside the
-  old columns, fills them with ``migrate.keys.object_key(path, prefix)`` (the function
-  ``export-files`` names objects with) and installs triggers that copy every later write of an
-  old column into the new one; before-instances keep working unchanged.
-- 0003 (contract, the head): once every instance runs the after-app, drops the old columns.
+A database the before-app made (``create_all``: tables, no ``alembic_version``) is stamped at the
+baseline revision (``--baseline``, or ``baseline`` in ``[tool.migrate]``), the one that describes
+the schema it has, then upgraded. A history written with ``migrate.runbook.ops`` is an
+expand/contract pair, so before- and after-instances can share the database while they roll:
+upgrade to the expand first, to the head (contract) once every instance is rolled.
 
-With no revision both run at once (an offline migration is one command). ``downgrade``
-reverses either.
+The functions are alembic-style commands over a ``DbConfig``; they return dataclasses, never print.
 """
 
 from __future__ import annotations
 
+import argparse
+import re
 import time
-from dataclasses import dataclass
-
-from sqlalchemy import inspect, text
-from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from migrate import redact
 from migrate.errors import ConnectionFailure, UsageError
+from migrate.runbook.dbplan import KeyMoves, find_moves
 
-EXPAND, CONTRACT = "0002", "0003"
-# What each revision means for the apps that may run on it.
-STATES = {
-    None: "no alembic revision (the before-app's own tables, or empty)",
-    "0001": "the before schema (local paths only)",
-    EXPAND: "expanded: paths and keys side by side, kept in step by triggers "
-            "(before- and after-app both work)",
-    CONTRACT: "contracted: the after schema (object keys only)",
-}
+
+@dataclass
+class DbConfig:
+    """Which database, and which alembic environment migrates it."""
+
+    database_url: str | None
+    script_location: str | None = None  # a script folder (or alembic's "package:folder")
+    alembic_ini: str | None = None  # an alembic.ini (its script_location, logging, options)
+    baseline: str | None = None  # the revision a database without alembic_version is stamped at
+    x: list[str] = field(default_factory=list)  # ``-x KEY=VALUE``, as alembic passes them
+    prefix: str | None = None  # the export prefix: ``-x prefix=...`` for migrate's ops
+
+    @classmethod
+    def from_project(cls, database_url: str | None, *, script_location: str | None = None,
+                     alembic_ini: str | None = None, baseline: str | None = None,
+                     x: list[str] | tuple[str, ...] = (), prefix: str | None = None,
+                     project: str | Path | None = None) -> DbConfig:
+        """The options given, the environment from ``[tool.migrate]`` when none is.
+
+        ``project`` holds the pyproject.toml (default: the current folder). The table's
+        ``baseline`` comes with its environment: it is not applied to one given here.
+        """
+        from migrate.config import load
+
+        if script_location and alembic_ini:
+            raise UsageError("give --script-location or --alembic-ini, not both")
+        if not (script_location or alembic_ini):
+            tool = load(project)
+            found = {k: tool.path(k) for k in ("script_location", "alembic_ini")}
+            if found["script_location"] and found["alembic_ini"]:
+                raise UsageError(f"[tool.migrate] in {tool.source} sets both script_location "
+                                 "and alembic_ini: keep one")
+            if not any(found.values()):
+                where = f" in {tool.source}" if tool.source else ""
+                raise UsageError("no alembic environment: pass --script-location DIR or "
+                                 "--alembic-ini FILE, or set script_location = \"DIR\" under "
+                                 f"[tool.migrate]{where or ' in pyproject.toml'}")
+            script_location = str(found["script_location"] or "") or None
+            alembic_ini = str(found["alembic_ini"] or "") or None
+            if baseline is None and tool.get("baseline") is not None:
+                baseline = str(tool.get("baseline"))
+        return cls(database_url, script_location, alembic_ini, baseline, list(x), prefix)
 
 
 @dataclass
 class DbUpgradeResult:
-    """Where the database was, where it is now, and how many stored paths became keys."""
+    """What an upgrade or downgrade did (or, dry, would do)."""
 
     database: str  # the URL with its password hidden
-    before: str | None  # revision before (None: no alembic table)
-    after: str | None  # the revision the database is at now (a dry run: still ``before``)
-    stamped: bool  # the before-app's tables were stamped at 0001 first (or would be)
-    avatars: int  # users rows with a stored avatar path/key
-    files: int  # files rows
+    before: str | None  # the revision before (None: no alembic_version)
+    after: str | None  # the revision now (a dry run: still ``before``)
+    stamped: bool  # tables without alembic_version were stamped at the baseline (or would be)
+    baseline: str | None = None  # the revision stamped at (when ``stamped``)
     dry_run: bool = False
     seconds: float = 0.0
-    target: str | None = None  # the revision asked for, resolved ("head" -> 0003)
-    state: str = ""  # what the database's revision means (STATES)
+    target: str | None = None  # the revision asked for, resolved ("head" -> its id)
+    state: str = ""  # what the database's revision means for the apps on it
+    revisions: list[str] = field(default_factory=list)  # run (or to run), in order
+    rows: dict[str, int] = field(default_factory=dict)  # per path->key move: rows with one
+    script_location: str = ""
 
 
-def _inspect(url: str) -> tuple[set[str], str | None, int, int]:
-    """(tables, current revision, avatar rows, file rows); one clear error when unreachable."""
-    from sample_stateless_app.db import make_engine
+@dataclass
+class DbStatus:
+    """Where the database is in its alembic history."""
 
-    try:
-        engine = make_engine(url)
-    except (ArgumentError, ImportError) as exc:
-        raise UsageError(f"--database-url {redact.url(url)!r} is not a database URL ({exc}): use "
-                         "e.g. sqlite:///shop.db or postgresql+psycopg://host/db") from None
-    try:
-        with engine.connect() as conn:
-            tables = set(inspect(conn).get_table_names())
-            revision = None
-            if "alembic_version" in tables:
-                revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            avatars = files = 0
-            if "users" in tables:
-                # Count the keys where they exist (0002 on), else the paths that become keys.
-                columns = {c["name"] for c in inspect(conn).get_columns("users")}
-                column = "avatar_key" if "avatar_key" in columns else "avatar_path"
-                avatars = conn.execute(
-                    text(f"SELECT COUNT(*) FROM users WHERE {column} IS NOT NULL")).scalar() or 0
-            if "files" in tables:
-                files = conn.execute(text("SELECT COUNT(*) FROM files")).scalar() or 0
-            return tables, revision, int(avatars), int(files)
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise ConnectionFailure(f"cannot open the database {redact.url(url)}: {reason}; check "
-                                "--database-url") from None
-    except ProgrammingError as exc:
-        raise ConnectionFailure(f"cannot read the database {redact.url(url)}: "
-                                f"{str(exc.orig).strip().splitlines()[0]}") from None
-    finally:
-        engine.dispose()
+    database: str
+    script_location: str
+    current: str | None  # None: no alembic_version
+    head: str | None
+    pending: list[str]  # what `db upgrade` would run, in order
+    unversioned: bool  # tables but no alembic_version (made by create_all): needs a baseline
+    baseline: str | None
+    tables: int
+    state: str
+    rows: dict[str, int] = field(default_factory=dict)
 
 
-def resolve(revision: str) -> str | None:
-    """``revision`` as a revision id ("head" -> "0003", "base" -> None); unknown: UsageError."""
-    from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
-
-    from sample_stateless_app.migrations import alembic_config
-
-    if revision == "base":
-        return None
-    try:
-        found = ScriptDirectory.from_config(alembic_config("")).get_revision(revision)
-    except CommandError as exc:
-        raise UsageError(f"unknown revision {revision!r} ({exc}); use {EXPAND} (expand), "
-                         f"{CONTRACT} or head (contract)") from None
-    if found is None:
-        raise UsageError(f"unknown revision {revision!r}: use {EXPAND} (expand), {CONTRACT} or "
-                         "head (contract)")
-    return str(found.revision)
+# --- the commands --------------------------------------------------------------------------------
 
 
-def _order(revision: str | None) -> int:
-    return 0 if revision is None else int(revision)
+def upgrade(config: DbConfig | str | None, revision: str = "head", *,
+            prefix: str | None = None, dry_run: bool = False) -> DbUpgradeResult:
+    """Stamp the baseline where tables exist without alembic, then upgrade to ``revision``.
 
-
-def upgrade(database_url: str | None, *, revision: str = "head", prefix: str = "",
-            dry_run: bool = False) -> DbUpgradeResult:
-    """Stamp 0001 where the before-app's tables exist without alembic, then upgrade.
-
-    ``revision="0002"`` is the expand a rolling cut-over runs first; the default (head) also
-    contracts. ``prefix`` must be the one the files were exported under (``s3://bucket/PREFIX``)
-    and the same for both steps.
+    ``config`` may be a bare URL: the environment then comes from ``[tool.migrate]``.
+    ``prefix`` (like ``config.prefix``) is the export's, the same for expand and contract.
     """
-    from alembic.util import CommandError
+    from alembic import command
 
-    from sample_stateless_app.migrations import upgrade_database
-
-    if not database_url:
-        raise UsageError("no database given: pass --database-url or set DATABASE_URL")
     started = time.monotonic()
-    target = resolve(revision)
-    tables, before, avatars, files = _inspect(database_url)
-    if _order(before) > _order(target):
-        raise UsageError(f"{redact.url(database_url)} is at {before}, past {target}: nothing to "
-                         f"upgrade (to go back, use `migrate db downgrade --revision {target}`)")
-    stamped = "users" in tables and "alembic_version" not in tables
-    result = DbUpgradeResult(redact.url(database_url), before, before, stamped, avatars, files,
-                             dry_run=dry_run, target=target, state=STATES.get(before, ""))
+    env = _Env.open(config, prefix)
+    db = env.inspect()
+    start = env.start(db)
+    target = env.resolve(revision, start)
+    if start != target and target in env.ancestors(start):
+        raise UsageError(f"{env.shown} is at {start}, past {target}: nothing to upgrade (to "
+                         f"go back, use `migrate db downgrade --revision {target}`)")
+    if start is not None and start not in env.ancestors(target):
+        raise UsageError(f"{env.shown} is at {start}, which is not below {target}: pick a "
+                         "--revision on its branch")
+    result = DbUpgradeResult(env.shown, db.current, db.current, db.unversioned,
+                             env.baseline if db.unversioned else None, dry_run=dry_run,
+                             target=target, state=env.state(db.current, db),
+                             revisions=env.between(target, start), rows=db.rows,
+                             script_location=env.location)
     if not dry_run:
-        try:
-            upgrade_database(database_url, revision, prefix=prefix)
-        except (ValueError, CommandError) as exc:  # a bad stored path, a prefix mismatch
-            raise UsageError(f"cannot upgrade {redact.url(database_url)}: {exc}") from None
-        result.after = _inspect(database_url)[1]
-        result.state = STATES.get(result.after, "")
+        with env.failing("upgrade"):
+            if db.unversioned:
+                command.stamp(env.alembic, env.baseline)
+            if target is not None:
+                command.upgrade(env.alembic, target)
+        _done(env, result)
     result.seconds = time.monotonic() - started
     return result
 
 
-def downgrade(database_url: str | None, *, revision: str = "0001",
-              prefix: str = "") -> DbUpgradeResult:
-    """Undo to ``revision``: 0002 brings the path columns back beside the keys (and the
-    triggers), 0001 removes the keys; every path comes from ``relative_path(key, prefix)``."""
-    from alembic.util import CommandError
+def downgrade(config: DbConfig | str | None, revision: str, *, prefix: str | None = None,
+              dry_run: bool = False) -> DbUpgradeResult:
+    """Undo down to ``revision`` (an id, ``base``, or ``-N`` steps); migrate's ops bring the
+    paths back from the keys with the same prefix as the upgrade."""
+    from alembic import command
 
-    from sample_stateless_app.migrations import downgrade_database
-
-    if not database_url:
-        raise UsageError("no database given: pass --database-url or set DATABASE_URL")
     started = time.monotonic()
-    target = resolve(revision)
-    _, before, avatars, files = _inspect(database_url)
-    if before is None:
-        raise UsageError(f"{redact.url(database_url)} has no alembic revision: nothing to "
-                         "downgrade")
-    try:
-        downgrade_database(database_url, revision, prefix=prefix)
-    except ValueError as exc:  # a key outside the prefix cannot become a local path
-        raise UsageError(f"cannot downgrade: {exc}; pass the --prefix used for upgrade") from None
-    except CommandError as exc:
-        raise UsageError(f"cannot downgrade {redact.url(database_url)}: {exc}") from None
-    after = _inspect(database_url)[1]
-    return DbUpgradeResult(redact.url(database_url), before, after, False, avatars, files,
-                           seconds=time.monotonic() - started, target=target,
-                           state=STATES.get(after, ""))
+    env = _Env.open(config, prefix)
+    db = env.inspect()
+    if db.current is None:
+        raise UsageError(f"{env.shown} has no alembic revision: nothing to downgrade")
+    target = env.resolve(revision, db.current)
+    if target not in env.ancestors(db.current):
+        raise UsageError(f"{env.shown} is at {db.current}, not above {target}: to go there, "
+                         f"use `migrate db upgrade --revision {target}`")
+    result = DbUpgradeResult(env.shown, db.current, db.current, False, dry_run=dry_run,
+                             target=target, state=env.state(db.current, db),
+                             revisions=env.between(db.current, target)[::-1], rows=db.rows,
+                             script_location=env.location)
+    if not dry_run:
+        with env.failing("downgrade", hint="; pass the --prefix used for upgrade"):
+            command.downgrade(env.alembic, target or "base")
+        _done(env, result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def status(config: DbConfig | str | None, *, prefix: str | None = None) -> DbStatus:
+    """The database's revision, the head, what an upgrade would run; nothing is changed."""
+    env = _Env.open(config, prefix)
+    db = env.inspect()
+    head = env.resolve("head", None)
+    start = db.current if not db.unversioned else env.baseline
+    pending = env.between(head, start) if start is None or start in env.ancestors(head) else []
+    return DbStatus(env.shown, env.location, db.current, head, pending, db.unversioned,
+                    env.baseline, db.tables, env.state(db.current, db), db.rows)
+
+
+def _done(env: _Env, result: DbUpgradeResult) -> None:
+    db = env.inspect()
+    result.after, result.rows = db.current, db.rows
+    result.state = env.state(db.current, db)
+
+
+# --- the environment -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Database:
+    tables: int  # tables other than alembic_version
+    current: str | None
+    unversioned: bool
+    rows: dict[str, int]
+
+
+class _Env:
+    """A DbConfig made concrete: alembic's Config and ScriptDirectory, the URL, the moves."""
+
+    def __init__(self, config: DbConfig) -> None:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+
+        ini = _ini_path(config.alembic_ini) if config.alembic_ini else None
+        self.alembic = Config(str(ini) if ini else None, cmd_opts=argparse.Namespace(
+            x=_x_args(config.x, config.prefix)))
+        url = config.database_url or (
+            self.alembic.get_main_option("sqlalchemy.url") if ini else None)
+        if not url or url.startswith("driver://"):
+            raise UsageError("no database given: pass --database-url or set DATABASE_URL")
+        self.url, self.shown = url, redact.url(url)
+        if not (config.script_location or ini):
+            raise UsageError("no alembic environment: pass --script-location DIR or "
+                             "--alembic-ini FILE")
+        location = config.script_location or _ini_location(self.alembic, ini)
+        self.alembic.set_main_option("script_location", location)
+        self.alembic.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        self.alembic.attributes["url"] = url
+        self.location = location
+        try:
+            self.script = ScriptDirectory.from_config(self.alembic)
+            self.moves: KeyMoves = find_moves(self.script)
+            bases = self.script.get_bases()
+        except CommandError as exc:
+            raise UsageError(f"no alembic environment at {location}: {_line(exc)}") from None
+        if not (Path(self.script.dir) / "env.py").is_file():
+            raise UsageError(f"{location} has no env.py: not an alembic environment (alembic "
+                             "init makes one)")
+        if not bases:
+            raise UsageError(f"{location} has no revisions")
+        self.baseline = self.resolve(config.baseline, None) if config.baseline else None
+
+    @classmethod
+    def open(cls, config: DbConfig | str | None, prefix: str | None) -> _Env:
+        if not isinstance(config, DbConfig):
+            config = DbConfig.from_project(config)
+        if prefix:
+            config = DbConfig(config.database_url, config.script_location, config.alembic_ini,
+                              config.baseline, config.x, prefix)
+        return cls(config)
+
+    # -- revisions
+
+    def resolve(self, revision: str, current: str | None) -> str | None:
+        """``revision`` as an id: ``head``, ``base`` (None), a (partial) id, ``+N``/``-N``
+        relative to ``current``; anything else is a UsageError."""
+        from alembic.util import CommandError
+
+        if revision == "base":
+            return None
+        relative = re.fullmatch(r"([+-])(\d+)", revision)
+        if relative:
+            return self._step(current, int(relative.group(2)) * (1 if relative.group(1) == "+"
+                                                                 else -1), revision)
+        try:
+            found = self.script.get_revision(revision)
+        except CommandError as exc:
+            raise UsageError(f"unknown revision {revision!r} in {self.location} ({_line(exc)}); "
+                             f"its head is {self._head_text()}") from None
+        if found is None:
+            raise UsageError(f"unknown revision {revision!r} in {self.location}")
+        return str(found.revision)
+
+    def _step(self, current: str | None, steps: int, asked: str) -> str | None:
+        if steps < 0:
+            chain = self.ancestors(current)  # current, its parent, ... (base last: None)
+        else:
+            chain = [current, *self.between(self.resolve("head", None), current)]
+        if abs(steps) >= len(chain):
+            raise UsageError(f"{asked}: {self.shown} is only {len(chain) - 1} revision(s) "
+                             f"from the {'base' if steps < 0 else 'head'}")
+        return chain[abs(steps)]
+
+    def ancestors(self, revision: str | None) -> list[str | None]:
+        """``revision`` and every revision below it, down to the base (None) last."""
+        if revision is None:
+            return [None]
+        return [s.revision for s in self.script.iterate_revisions(revision, "base")] + [None]
+
+    def between(self, upper: str | None, lower: str | None) -> list[str]:
+        """The revisions above ``lower`` up to ``upper``, in upgrade order."""
+        if upper is None or upper == lower:
+            return []
+        return [s.revision for s in self.script.iterate_revisions(upper, lower or "base")
+                if s.revision != lower][::-1]
+
+    def start(self, db: _Database) -> str | None:
+        """Where an upgrade starts: the current revision, or the baseline it is stamped at."""
+        if not db.unversioned:
+            return db.current
+        if self.baseline is None:
+            raise UsageError(f"{self.shown} has {db.tables} tables but no alembic_version (the "
+                             "before-app made them): pass --baseline REV, the revision that "
+                             "describes that schema, or set baseline under [tool.migrate]")
+        return self.baseline
+
+    def _head_text(self) -> str:
+        heads = self.script.get_heads()
+        return ", ".join(heads) if heads else "none"
+
+    def state(self, revision: str | None, db: _Database) -> str:
+        """What being at ``revision`` means for the apps on the database."""
+        if revision is None:
+            return ("no alembic revision: tables made without alembic" if db.unversioned
+                    else "no alembic revision: empty")
+        return self.moves.describe(set(self.ancestors(revision))) or (
+            self.script.get_revision(revision).doc.strip())
+
+    # -- the database
+
+    def inspect(self) -> _Database:
+        """Tables, revision and per-move row counts; one clear line when unreachable."""
+        from alembic.runtime.migration import MigrationContext
+        from sqlalchemy import create_engine, inspect
+        from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
+        from sqlalchemy.pool import NullPool
+
+        try:
+            args = {"timeout": 15} if self.url.startswith("sqlite") else {}
+            engine = create_engine(self.url, poolclass=NullPool, connect_args=args)
+        except (ArgumentError, ImportError) as exc:
+            raise UsageError(f"--database-url {self.shown!r} is not a usable database URL "
+                             f"({redact.text(_line(exc))}): use e.g. sqlite:///app.db or "
+                             "postgresql+psycopg://HOST/DB") from None
+        try:
+            with engine.connect() as conn:
+                tables = set(inspect(conn).get_table_names())
+                heads = MigrationContext.configure(conn).get_current_heads()
+                rows = self.moves.count(conn, tables)
+        except OperationalError as exc:
+            raise ConnectionFailure(f"cannot open the database {self.shown}: "
+                                    f"{_reason(exc)}; check --database-url") from None
+        except ProgrammingError as exc:
+            raise ConnectionFailure(f"cannot read the database {self.shown}: "
+                                    f"{_reason(exc)}") from None
+        finally:
+            engine.dispose()
+        if len(heads) > 1:
+            raise UsageError(f"{self.shown} is at several revisions ({', '.join(heads)}): "
+                             "merge the branches with alembic first")
+        current = heads[0] if heads else None
+        if current is not None:
+            self._known(current)
+        others = tables - {"alembic_version"}
+        return _Database(len(others), current, current is None and bool(others)
+                         and "alembic_version" not in tables, rows)
+
+    def _known(self, revision: str) -> None:
+        from alembic.util import CommandError
+
+        try:
+            self.script.get_revision(revision)
+        except CommandError:
+            raise UsageError(f"{self.shown} is at revision {revision}, which {self.location} "
+                             "does not have: is that the app's alembic environment?") from None
+
+    @contextmanager
+    def failing(self, verb: str, hint: str = "") -> Iterator[None]:
+        """A failure inside the user's migrations as one line (the cause kept for --debug)."""
+        from alembic.util import CommandError
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            yield
+        except (CommandError, ValueError, SQLAlchemyError) as exc:
+            reason = _reason(exc) if isinstance(exc, SQLAlchemyError) else _line(exc)
+            hint = hint if isinstance(exc, ValueError) else ""
+            raise UsageError(f"cannot {verb} {self.shown}: {redact.text(reason)}{hint}") from exc
+
+
+def _x_args(x: list[str], prefix: str | None) -> list[str]:
+    """``-x`` as alembic takes them, with ``prefix=P`` added (a different one is refused)."""
+    args = list(x)
+    if prefix:
+        given = [a.partition("=")[2] for a in args if a.partition("=")[0] == "prefix"]
+        if any(g != prefix for g in given):
+            raise UsageError(f"--prefix {prefix!r} and -x prefix={given[0]} disagree: give one")
+        if not given:
+            args.append(f"prefix={prefix}")
+    return args
+
+
+def _ini_path(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise UsageError(f"--alembic-ini {raw}: no such file (alembic init makes one)")
+    return path.resolve()
+
+
+def _ini_location(config: Any, ini: Path) -> str:
+    """The ini's script_location; a relative one is read from the ini's folder when it is not
+    under the current one (alembic reads it from the current folder)."""
+    location = config.get_main_option("script_location")
+    if not location:
+        raise UsageError(f"{ini} has no script_location under [alembic]")
+    if ":" not in location and not Path(location).is_absolute() and not Path(location).exists():
+        beside = ini.parent / location
+        if beside.exists():
+            return str(beside)
+    return location
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _reason(exc: Any) -> str:
+    orig = getattr(exc, "orig", None)
+    return _line(orig) if orig is not None else _line(exc)

@@ -1,4 +1,5 @@
-"""Alembic environment: the URL comes from the caller (or DATABASE_URL), never from a file."""
+"""Alembic environment of the shop. The URL comes from the caller, as alembic's templates read
+it (``sqlalchemy.url``, or ``config.attributes["url"]`` from Python), else DATABASE_URL."""
 
 import os
 
@@ -7,7 +8,8 @@ from alembic import context
 from sample_stateless_app.db import Base, make_engine
 
 config = context.config
-url = config.attributes.get("url") or os.environ["DATABASE_URL"]
+url = (config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+       or os.environ["DATABASE_URL"])
 
 engine = make_engine(url)
 with engine.connect() as connection:
