@@ -153,14 +153,10 @@ def switch_config(
         # The environment wins over .env in the apps: a stale file value only misleads.
         plan.comment_out["SECRET_KEY"] = "now set in the environment"
     new = envfile.rewrite(env, plan.updates, plan.comment_out)
-    before_text = env.raw.decode("utf-8")[len(env.bom):]
-    diff = "".join(difflib.unified_diff(
-        envfile.masked(before_text).splitlines(True), envfile.masked(new.text).splitlines(True),
-        fromfile=f"{env.path} (before)", tofile=f"{env.path} (after)"))
     notes = plan.notes + [f"line {n}: python-dotenv cannot read it; left as is"
                           for n in env.unreadable]
-    result = SwitchResult(str(env.path), target, new.changed, new.removed, diff=diff,
-                          dry_run=dry_run, notes=notes)
+    result = SwitchResult(str(env.path), target, new.changed, new.removed,
+                          diff=_masked_diff(env, new.text), dry_run=dry_run, notes=notes)
     if env.real != env.path.absolute():
         result.written_to = str(env.real)
     if new.changed or new.removed:
@@ -171,12 +167,27 @@ def switch_config(
             raise ProbesFailed(result)
     if dry_run or not (new.changed or new.removed):
         return result
+    result.backup, result.written = str(_write(env, new.text)), True
+    return result
+
+
+def _masked_diff(env: envfile.EnvFile, new_text: str) -> str:
+    """The change as a unified diff, every secret masked on both sides."""
+    before = env.raw.decode("utf-8")[len(env.bom):]
+    return "".join(difflib.unified_diff(
+        envfile.masked(before).splitlines(True), envfile.masked(new_text).splitlines(True),
+        fromfile=f"{env.path} (before)", tofile=f"{env.path} (after)"))
+
+
+def _write(env: envfile.EnvFile, new_text: str) -> Path:
+    """Back the file up beside ``env.path``, then replace its target atomically; the backup."""
+    if envfile.read(env.path).raw != env.raw:  # edited while the stores were probed
+        raise UsageError(f"{env.path} changed while switch-config ran: run it again")
     backup = _backup_path(env.path)
     like = env.real.stat()
     envfile.atomic_write(backup, env.raw, like)  # the backup first: a crash loses nothing
-    envfile.atomic_write(env.real, (env.bom + new.text).encode("utf-8"), like)
-    result.backup, result.written = str(backup), True
-    return result
+    envfile.atomic_write(env.real, (env.bom + new_text).encode("utf-8"), like)
+    return backup
 
 
 def _probe(targets: Targets) -> list[Probe]:
