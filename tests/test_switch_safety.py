@@ -132,3 +132,20 @@ def test_secrets_never_appear_in_text_or_json(tmp_path: Path, stores, db_url):
                                        "API_TOKEN=tok-abc-123"])
     assert refused.exit_code == 2 and "API_TOKEN holds a secret" in refused.output
     assert "tok-abc-123" not in refused.output
+
+
+def test_a_file_edited_while_the_stores_are_probed_is_not_overwritten(tmp_path: Path,
+                                                                      monkeypatch):
+    import migrate.runbook.switch as switch
+
+    env = tmp_path / ".env"
+    env.write_text(BEFORE)
+
+    def someone_edits(targets):
+        env.write_text(BEFORE + "ADDED_BY_HAND=1\n")
+        return []
+
+    monkeypatch.setattr(switch, "_probe", someone_edits)
+    with pytest.raises(UsageError, match="changed while switch-config ran: run it again"):
+        switch_config(env, redis_url="redis://h/0")
+    assert env.read_text().endswith("ADDED_BY_HAND=1\n") and backups(env) == []
