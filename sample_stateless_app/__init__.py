@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, Request, session
 from flask.sessions import SessionMixin
 
-from migrate.sessions.bridge import RedisSessionInterface
+from migrate.sessions.interface import RedisSessionInterface
 
 from . import auth, db, errors, health, shop, stores, uploads
 from .config import check_required, load_config

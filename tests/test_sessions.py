@@ -29,7 +29,7 @@ from migrate.sessions import (
     restricted_loads,
     verify_sessions,
 )
-from migrate.sessions.bridge import RedisSessionInterface
+from migrate.sessions.interface import RedisSessionInterface
 from tests import test_sessions_support as support
 
 # The real servers these tests use (fixtures shared with test_bridge*.py).

@@ -1,4 +1,4 @@
-"""The migration window, in the app: export live sessions, mirror changes, read them through.
+"""The migration window, in the before-app: export live sessions and mirror their changes.
 
 Before-app (stateful), for the migration window only::
 
@@ -7,8 +7,8 @@ Before-app (stateful), for the migration window only::
     MigrationBridge(app)         # reads MIGRATE_BRIDGE_TOKEN and MIGRATE_BRIDGE_REDIS_URL
 
 - ``GET /_migrate/sessions`` with ``Authorization: Bearer <token>`` streams every live session
-  as NDJSON (``migrate.sessions`` documents the lines). Without a token configured the route
-  does not exist (404); a missing or wrong token gets 401 (compared in constant time).
+  as NDJSON (``migrate.sessions.record`` documents the lines). Without a token configured the
+  route does not exist (404); a missing or wrong token gets 401 (compared in constant time).
 - With a Redis URL, every session save and delete is mirrored to Redis in Flask-Session's
   format, so a session that changes during or after the export is current there. A delete
   leaves an empty session under the key, so an export still running cannot bring it back.
@@ -19,12 +19,10 @@ A ``SimpleCache`` lives in one process: the stream holds the sessions of the wor
 that answers it, so run one worker per instance (as the sample shop does) while migrating.
 
 Sessions in a store other than cachelib's SimpleCache/FileSystemCache: pass ``source=`` any
-object with ``iter_sessions()`` yielding ``migrate.sessions.Record`` (sid, expires, and data as
-a JSON-able dict or pickle bytes); see ``SessionSource``.
+object with ``iter_sessions()`` yielding ``migrate.sessions.record.Record`` (sid, expires, and
+data as a JSON-able dict or pickle bytes); see ``SessionSource``.
 
-After-app (stateless): ``RedisSessionInterface`` is Flask-Session's Redis interface that accepts a
-Redis Cluster client (Flask-Session would silently use localhost instead) and, on a miss, finds
-a session exported from a FileSystemCache directory under its file digest and promotes it.
+The after-app's side is ``migrate.sessions.interface``.
 """
 
 from __future__ import annotations
@@ -36,23 +34,17 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 from flask import Blueprint, Flask, Response, abort, request, stream_with_context
 
-from migrate.sessions import (
-    DEFAULT_PREFIX,
-    LEGACY_PREFIX,
-    Record,
-    Serializer,
-    directory_records,
-    iter_dump_lines,
-    short_id,
-)
+from migrate.sessions import compat
+from migrate.sessions.record import DEFAULT_PREFIX, Record, Serializer, iter_dump_lines, short_id
+from migrate.sessions.sources import directory_records
 
 log = logging.getLogger("migrate.sessions.bridge")
 
@@ -91,23 +83,32 @@ class CacheLibSource:
         both stores alike and says nothing about the sid, so it may appear in access logs."""
         from cachelib import SimpleCache
 
-        if isinstance(self.cache, SimpleCache):
-            # A snapshot under the cache's own lock: a dict of references, copied in
-            # microseconds, so requests are not held up while the stream is sent.
-            with self.cache._lock:
-                items = list(self.cache._cache.items())
-            prefix, cut = self.key_prefix, len(self.key_prefix)
-            keyed = sorted(
-                (hashlib.sha256(key.encode()).hexdigest(), key, entry)
-                for key, entry in items if key.startswith(prefix) and entry[1] is not None
-            )
-            start = bisect.bisect_right([k[0] for k in keyed], after) if after else 0
-            for digest, key, (expires, pickled) in keyed[start:]:
-                yield digest, Record(sid=key[cut:], expires=float(expires), pickle=pickled)
-        else:
-            for record in directory_records(Path(self.cache._path)):
+        if not isinstance(self.cache, SimpleCache):
+            for record in directory_records(compat.filesystem_cache_dir(self.cache)):
                 if after is None or (record.digest or "") > after:
                     yield record.digest or "", record
+            return
+        # A snapshot: a list of references, copied in microseconds, so requests are not held
+        # up while the stream is sent.
+        prefix, cut = self.key_prefix, len(self.key_prefix)
+        keyed = sorted(
+            (hashlib.sha256(key.encode()).hexdigest(), key, entry)
+            for key, entry in compat.simple_cache_entries(self.cache)
+            if key.startswith(prefix) and entry[1] is not None
+        )
+        start = bisect.bisect_right([k[0] for k in keyed], after) if after else 0
+        for digest, key, (expires, pickled) in keyed[start:]:
+            yield digest, Record(sid=key[cut:], expires=float(expires), pickle=pickled)
+
+
+@dataclass
+class MirrorStats:
+    """What the mirror did since the app started (``GET /_migrate/status``)."""
+
+    mirrored: int = 0
+    deleted: int = 0
+    unconvertible: int = 0  # the new app could not store these either: removed from Redis
+    errors: int = 0  # Redis missed these changes: run export-sessions again afterwards
 
 
 class MigrationBridge:
@@ -134,7 +135,7 @@ class MigrationBridge:
         self.serializer = Serializer(serializer)
         self.url_prefix = url_prefix
         self.page_seconds = page_seconds
-        self.stats = {"mirrored": 0, "deleted": 0, "unconvertible": 0, "errors": 0}
+        self.stats = MirrorStats()
         self._lock = threading.Lock()
         if app is not None:
             self.init_app(app)
@@ -150,7 +151,7 @@ class MigrationBridge:
         if token:
             app.register_blueprint(self._blueprint(token))
         if self.redis is None and redis_url:
-            from migrate.sessions import redis_client
+            from migrate.sessions.target import redis_client
 
             self.redis = redis_client(redis_url, socket_timeout=2, socket_connect_timeout=1)
         if self.redis is not None:
@@ -175,9 +176,8 @@ class MigrationBridge:
 
         @bp.get("/status")
         def status() -> Response:
-            # Mirror errors mean Redis missed changes: run export-sessions again afterwards.
             with self._lock:
-                stats = dict(self.stats)
+                stats = asdict(self.stats)
             return Response(json.dumps({"mirror": self.redis is not None, **stats}),
                             mimetype="application/json", headers={"Cache-Control": "no-store"})
 
@@ -212,21 +212,19 @@ class MigrationBridge:
 
     # --- dual-write ------------------------------------------------------------------------
 
-    def _target_key(self, interface: Any, store_id: str) -> str:
-        if self.target_prefix is None:
-            return store_id
-        source_prefix = getattr(interface, "key_prefix", "")
-        return self.target_prefix + store_id[len(source_prefix):]
-
     def _mirror(self, app: Flask, interface: Any) -> None:
-        """Wrap Flask-Session's upsert and delete so every change also lands in Redis."""
-        if not hasattr(interface, "_upsert_session"):
+        """After Flask-Session stores or deletes a session, do the same in Redis."""
+        if not compat.has_storage_hooks(interface):
             raise TypeError("dual-write needs a Flask-Session interface: call Session(app) first")
-        upsert, delete = interface._upsert_session, interface._delete_session
+        source_prefix = getattr(interface, "key_prefix", "")
 
-        def _upsert_session(lifetime: timedelta, session: Any, store_id: str) -> None:
-            upsert(lifetime, session, store_id)
-            key = self._target_key(interface, store_id)
+        def target_key(store_id: str) -> str:
+            if self.target_prefix is None:
+                return store_id
+            return self.target_prefix + store_id[len(source_prefix):]
+
+        def upserted(lifetime: timedelta, session: Any, store_id: str) -> None:
+            key = target_key(store_id)
             seconds = max(1, int(lifetime.total_seconds()))
             try:
                 value = self.serializer.encode(dict(session))
@@ -239,25 +237,23 @@ class MigrationBridge:
             if self._redis_call(lambda: self.redis.set(key, value, ex=seconds), session.sid):
                 self._count("mirrored")
 
-        def _delete_session(store_id: str) -> None:
-            delete(store_id)
-            key = self._target_key(interface, store_id)
+        def deleted(store_id: str) -> None:
+            key = target_key(store_id)
             seconds = max(1, int(app.permanent_session_lifetime.total_seconds()))
             # An empty session, not DEL: an export's SET NX that read the session before the
             # user logged out then finds the key taken, and the user stays logged out.
             empty = self.serializer.encode({"_permanent": True})
-            sid = store_id[len(getattr(interface, "key_prefix", "")):]
-            if self._redis_call(lambda: self.redis.set(key, empty, ex=seconds), sid):
+            if self._redis_call(lambda: self.redis.set(key, empty, ex=seconds),
+                                store_id[len(source_prefix):]):
                 self._count("deleted")
 
-        interface._upsert_session = _upsert_session
-        interface._delete_session = _delete_session
+        compat.wrap_storage_writes(interface, upserted, deleted)
 
     def _count(self, name: str) -> None:
         with self._lock:
-            self.stats[name] += 1
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
 
-    def _redis_call(self, call: Any, sid: str | None) -> bool:
+    def _redis_call(self, call: Callable[[], Any], sid: str | None) -> bool:
         # The stateful app keeps serving while Redis is away: its own store is still the truth,
         # and `migrate export-sessions` run afterwards copies what the mirror missed.
         try:
@@ -268,111 +264,3 @@ class MigrationBridge:
             log.warning("session %s not mirrored to Redis (%s)", short_id(sid),
                         type(exc).__name__)
             return False
-
-
-# --- the after-app's side ------------------------------------------------------------------------
-
-_PROMOTE = """
-local found = redis.call('GET', KEYS[1])
-if found then return found end
-for i = 2, #KEYS do
-  local old = redis.call('GET', KEYS[i])
-  if old and old ~= '' then
-    local ttl = redis.call('PTTL', KEYS[i])
-    if ttl > 0 then redis.call('SET', KEYS[1], old, 'PX', ttl)
-    else redis.call('SET', KEYS[1], old) end
-    redis.call('SET', KEYS[i], '', 'KEEPTTL')
-    return old
-  end
-end
-return false
-"""
-
-
-def legacy_digests(sid: str, key_prefix: str = DEFAULT_PREFIX) -> list[str]:
-    """The FileSystemCache file names a session could have had: sha256 (cachelib >= 0.16), md5."""
-    raw = (key_prefix + sid).encode()
-    return [hashlib.sha256(raw).hexdigest(), hashlib.md5(raw).hexdigest()]
-
-
-def _flask_session_redis_interface() -> type:
-    from flask_session.redis import RedisSessionInterface as Base
-
-    return Base
-
-
-class RedisSessionInterface(_flask_session_redis_interface()):  # type: ignore[misc]
-    """Flask-Session's Redis interface, plus Redis Cluster and read-through of legacy records.
-
-    - ``client`` may be ``redis.Redis``, a Sentinel master or ``redis.cluster.RedisCluster``:
-      it is used as given (Flask-Session 0.8 swaps anything but ``Redis`` for localhost).
-    - ``read_through``: on a miss, the record ``export-sessions`` wrote under the digest of
-      ``legacy_key_prefix + sid`` (sha256, then md5) is moved to ``key_prefix + sid`` in one
-      atomic step and its legacy key is left as an empty tombstone, so neither a second
-      instance nor a re-run of the export can bring the old record back.
-    """
-
-    def __init__(
-        self,
-        app: Flask,
-        client: Any,
-        *,
-        key_prefix: str = DEFAULT_PREFIX,
-        use_signer: bool = False,
-        permanent: bool = True,
-        sid_length: int = 32,
-        serialization_format: str = "msgpack",
-        read_through: bool = True,
-        legacy_prefix: str = LEGACY_PREFIX,
-        legacy_key_prefix: str | None = None,
-    ) -> None:
-        from flask_session.base import ServerSideSessionInterface
-
-        self.client = client
-        # Skip Flask-Session's Redis __init__: its isinstance check is what drops the cluster.
-        ServerSideSessionInterface.__init__(
-            self, app, key_prefix, use_signer, permanent, sid_length, serialization_format
-        )
-        self.read_through = read_through
-        self.legacy_prefix = legacy_prefix
-        self.legacy_key_prefix = key_prefix if legacy_key_prefix is None else legacy_key_prefix
-        self.is_cluster = type(client).__name__ == "RedisCluster"
-        self._promote = None if self.is_cluster else client.register_script(_PROMOTE)
-
-    @classmethod
-    def from_config(cls, app: Flask, client: Any, **options: Any) -> RedisSessionInterface:
-        """Built from the same ``SESSION_*`` settings Flask-Session's ``Session(app)`` reads."""
-        config = app.config
-        return cls(
-            app,
-            client,
-            key_prefix=config.get("SESSION_KEY_PREFIX", DEFAULT_PREFIX),
-            use_signer=config.get("SESSION_USE_SIGNER", False),
-            permanent=config.get("SESSION_PERMANENT", True),
-            sid_length=config.get("SESSION_ID_LENGTH", 32),
-            serialization_format=config.get("SESSION_SERIALIZATION_FORMAT", "msgpack"),
-            **options,
-        )
-
-    def _retrieve_session_data(self, store_id: str) -> dict | None:
-        if not self.read_through:
-            value = self.client.get(store_id)
-        else:
-            sid = store_id[len(self.key_prefix):]
-            legacy = [self.legacy_prefix + d for d in legacy_digests(sid, self.legacy_key_prefix)]
-            if self._promote is not None:
-                value = self._promote(keys=[store_id, *legacy])
-            else:
-                value = self.client.get(store_id) or self._promote_cluster(store_id, legacy)
-        return self.serializer.decode(value) if value else None
-
-    def _promote_cluster(self, store_id: str, legacy: list[str]) -> bytes | None:
-        # The keys live in different slots, so no script: claim the legacy record with one
-        # atomic SET ... GET (only one instance wins), then create the session if still absent.
-        for key in legacy:
-            old = self.client.set(key, b"", xx=True, keepttl=True, get=True)
-            if old:
-                ttl = self.client.pttl(key)
-                self.client.set(store_id, old, px=ttl if ttl and ttl > 0 else None, nx=True)
-                return self.client.get(store_id)
-        return None
