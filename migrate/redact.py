@@ -16,14 +16,22 @@ MASK = "***"
 _SECRET_PARAMS = ("password", "secret", "token", "key", "signature", "credential")
 # A URL's ``scheme://user:password@`` inside free text. The password runs to the last ``@``
 # before whitespace, a quote or the path: greedy, then backtracking to that ``@``.
+# Names with KEY in them that hold no secret.
+_NOT_SECRET_KEY_ENDINGS = ("KEY_PREFIX", "PUBLIC_KEY", "KEY_ID", "KEY_FUNC", "KEYS")
+# ``NAME=value`` (a --set argument, a dotenv assignment): the value is masked by NAME.
+_ASSIGNMENT = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.]*)=(?P<value>.*)$", re.S)
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s'\"]*:)([^\s'\"/]+)@")
 
 
 def is_secret_key(key: str) -> bool:
-    """Keys whose values are never shown: SECRET_KEY, *_PASSWORD, *SECRET*, *_TOKEN, *API_KEY."""
-    upper = key.upper()
-    return ("SECRET" in upper or upper.endswith(("PASSWORD", "_TOKEN", "API_KEY"))
-            or upper == "TOKEN")
+    """Keys whose values are never shown: *SECRET*, *PASS* (PASSWORD, PASSWD), *TOKEN*, *KEY*.
+
+    A ``KEY`` that names no secret (a prefix, a public key, an access key's id) is shown.
+    """
+    upper = key.upper().replace("-", "_")
+    if any(word in upper for word in ("SECRET", "PASS", "TOKEN", "CREDENTIAL", "PRIVATE")):
+        return True
+    return "KEY" in upper and not upper.endswith(_NOT_SECRET_KEY_ENDINGS)
 
 
 def url(value: str) -> str:
@@ -56,8 +64,16 @@ def text(value: str) -> str:
 
 
 def value(key: str, raw: str) -> str:
-    """A setting's value as it may be shown: ``***`` for a secret key, URL passwords masked."""
-    return MASK if is_secret_key(key) else text(raw)
+    """A setting's value as it may be shown: ``***`` for a secret key, URL passwords masked.
+
+    A ``NAME=value`` value (``--set API_TOKEN=...``) is masked by NAME as well.
+    """
+    if is_secret_key(key):
+        return MASK
+    assignment = _ASSIGNMENT.match(raw)
+    if assignment and is_secret_key(assignment["name"]):
+        return f"{assignment['name']}={MASK}"
+    return text(raw)
 
 
 def argv(args: list[str]) -> list[str]:
@@ -69,15 +85,15 @@ def argv(args: list[str]) -> list[str]:
             out.append(MASK)
             hide_next = False
             continue
-        name, eq, _ = arg.partition("=")
-        secret_option = arg.startswith("--") and is_secret_key(name[2:].replace("-", "_"))
-        if secret_option and eq:
-            out.append(f"{name}={MASK}")
+        name, eq, rest = arg.partition("=")
+        secret_option = arg.startswith("--") and is_secret_key(name[2:])
+        if arg.startswith("--") and eq:  # --option=value
+            out.append(f"{name}={MASK if secret_option else value('', rest)}")
         elif secret_option:
             out.append(arg)
             hide_next = True
         else:
-            out.append(text(arg))
+            out.append(value("", arg))  # a NAME=value argument is masked by NAME
     return out
 
 

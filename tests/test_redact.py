@@ -42,3 +42,23 @@ def test_value_argv_and_params_hide_secret_settings() -> None:
         "--token", "***", "--redis", "redis://:***@h/0", "--api-key=***"]
     assert redact.params({"token": "t", "jobs": 4, "dry_run": False, "redis_url": None}) == {
         "token": "***", "jobs": 4}
+
+
+@pytest.mark.parametrize("key", ["SECRET_KEY", "DB_PASS", "SMTP_PASSWD", "MAIL_PASSWORD",
+                                 "API_TOKEN", "STRIPE_API_KEY", "JWT_PRIVATE_KEY", "api-key"])
+def test_secret_names(key: str) -> None:
+    assert redact.is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", ["S3_BUCKET", "SESSION_KEY_PREFIX", "AWS_ACCESS_KEY_ID",
+                                 "RECAPTCHA_PUBLIC_KEY", "key_prefix", "REDIS_URL"])
+def test_names_that_hold_no_secret(key: str) -> None:
+    assert not redact.is_secret_key(key)
+
+
+def test_a_set_argument_is_masked_by_the_name_it_sets() -> None:
+    assert redact.argv(["--set", "API_TOKEN=tok", "--set", "S3_BUCKET=shop"]) == [
+        "--set", "API_TOKEN=***", "--set", "S3_BUCKET=shop"]
+    assert redact.argv(["--set=DB_PASS=p"]) == ["--set=DB_PASS=***"]
+    assert redact.params({"set_values": ("API_TOKEN=tok", "S3_BUCKET=shop")}) == {
+        "set_values": ["API_TOKEN=***", "S3_BUCKET=shop"]}
