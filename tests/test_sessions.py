@@ -9,6 +9,8 @@ import hashlib
 import json
 import pickle
 import struct
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +22,7 @@ from click.testing import CliRunner
 from flask import Flask, session
 from markupsafe import Markup
 
+import migrate.sessions
 from migrate.cli import cli
 from migrate.sessions import (
     LEGACY_PREFIX,
@@ -345,3 +348,15 @@ def test_redis_lost_mid_export_says_so_and_to_re_run(tmp_path):
                             on_progress=lambda *_: server.stop())
     finally:
         server.stop()
+
+
+def test_the_package_names_resolve_and_an_app_loads_no_export_code():
+    for name in migrate.sessions.__all__:
+        assert getattr(migrate.sessions, name) is not None, name
+    # A fresh interpreter: what a shop loads when it imports the interface and the bridge.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, migrate.sessions.interface, migrate.sessions.bridge;"
+         "print(' '.join(sorted(m for m in sys.modules if m.startswith('migrate.sessions'))))"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert not {"migrate.sessions.export", "migrate.sessions.verify",
+                "migrate.sessions.plan", "migrate.sessions.target"} & set(loaded), loaded
