@@ -246,3 +246,15 @@ def test_a_step_run_with_debug_is_journaled_as_typed(project: Path):
     assert run("--debug", "scan", app).exit_code == 1
     [entry] = journal.read(project)
     assert (entry.step, entry.command) == ("scan", f"migrate --debug scan {app}")
+
+
+def test_switch_config_is_suggested_with_the_bucket_and_endpoint_files_went_to(project: Path):
+    journal.start(project)
+    _write(project, step="export-files", exit_code=0,
+           command="migrate export-files up --to s3://media/app --endpoint-url http://s3:9000",
+           params={"sources": ["up"], "target": "s3://media/app",
+                   "endpoint_url": "http://s3:9000"})
+    switch = next(s for s in runbook.build(project).steps if s.name == "switch-config")
+    assert switch.command == ("migrate switch-config .env --to stateless --redis "
+                              "redis://HOST:6379/0 --s3 s3://media/app "
+                              "--endpoint-url http://s3:9000")

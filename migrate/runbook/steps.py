@@ -150,8 +150,6 @@ def _known(entries: list[journal.Entry]) -> dict[str, Any]:
             known["app_dir"] = p["path"]
         if name.startswith("db upgrade") and "prefix" in p:
             known["db_prefix"] = p["prefix"]
-    if "s3_url" not in known and known.get("endpoint_url"):
-        known["s3_url"] = known["endpoint_url"]
     if "s3_target" not in known and known.get("bucket"):
         known["s3_target"] = f"s3://{known['bucket']}"
     if "bucket" not in known and known.get("s3_target"):
@@ -173,7 +171,6 @@ def suggested(step: str, known: dict[str, Any], verify_left: tuple[str, ...] = V
     """The command for ``step``, filled in from ``known`` (placeholders in capitals)."""
     redis = _q(known.get("redis_url", "redis://HOST:6379/0"))
     env = _q(known.get("env_file", ".env"))
-    s3 = f" --s3 {_q(known['s3_url'])}" if known.get("s3_url") else " --s3 http://HOST:PORT"
     bucket = f" --bucket {_q(known['bucket'])}" if known.get("bucket") else ""
     db = f" --database-url {_q(known['database_url'])}" if known.get("database_url") else ""
     endpoint = (f" --endpoint-url {_q(known['endpoint_url'])}" if known.get("endpoint_url")
@@ -184,7 +181,13 @@ def suggested(step: str, known: dict[str, Any], verify_left: tuple[str, ...] = V
                                                           ["http://HOST:PORT"]))
     files = " ".join(_q(s) for s in known.get("file_sources", ["UPLOAD_FOLDER"]))
     target = _q(known.get("s3_target", "s3://BUCKET"))
-    switch = f"migrate switch-config {env} --to stateless --redis {redis}{s3}{bucket}{db}"
+    if known.get("s3_url"):  # the form the user gave switch-config before
+        s3 = f" --s3 {_q(known['s3_url'])}{bucket}"
+    elif known.get("s3_target"):  # where export-files put the files, and its endpoint
+        s3 = f" --s3 {target}{endpoint}"
+    else:
+        s3 = " --s3 s3://BUCKET --endpoint-url URL"
+    switch = f"migrate switch-config {env} --to stateless --redis {redis}{s3}{db}"
     commands = {
         "scan": f"migrate scan {_q(known.get('app_dir', 'APP_DIR'))}",
         "preflight": switch + " --dry-run",
