@@ -60,13 +60,13 @@ class DbConfig:
             tool = load(project)
             found = {k: tool.path(k) for k in ("script_location", "alembic_ini")}
             if found["script_location"] and found["alembic_ini"]:
-                raise UsageError(f"[tool.migrate] in {tool.source} sets both script_location "
-                                 "and alembic_ini: keep one")
+                raise UsageError(f"the tool.migrate table of {tool.source} sets both "
+                                 "script_location and alembic_ini: keep one")
             if not any(found.values()):
-                where = f" in {tool.source}" if tool.source else ""
+                # No brackets in the line: the CLI prints it as rich markup.
                 raise UsageError("no alembic environment: pass --script-location DIR or "
-                                 "--alembic-ini FILE, or set script_location = \"DIR\" under "
-                                 f"[tool.migrate]{where or ' in pyproject.toml'}")
+                                 "--alembic-ini FILE, or set script_location = \"DIR\" in the "
+                                 f"tool.migrate table of {tool.source or 'pyproject.toml'}")
             script_location = str(found["script_location"] or "") or None
             alembic_ini = str(found["alembic_ini"] or "") or None
             if baseline is None and tool.get("baseline") is not None:
@@ -300,7 +300,7 @@ class _Env:
         if self.baseline is None:
             raise UsageError(f"{self.shown} has {db.tables} tables but no alembic_version (the "
                              "before-app made them): pass --baseline REV, the revision that "
-                             "describes that schema, or set baseline under [tool.migrate]")
+                             "describes that schema, or set baseline in the tool.migrate table")
         return self.baseline
 
     def _head_text(self) -> str:
@@ -401,7 +401,7 @@ def _ini_location(config: Any, ini: Path) -> str:
     under the current one (alembic reads it from the current folder)."""
     location = config.get_main_option("script_location")
     if not location:
-        raise UsageError(f"{ini} has no script_location under [alembic]")
+        raise UsageError(f"{ini} has no script_location in its alembic section")
     if ":" not in location and not Path(location).is_absolute() and not Path(location).exists():
         beside = ini.parent / location
         if beside.exists():

@@ -87,16 +87,20 @@ def expand_path_to_key(table: str, path_column: str, key_column: str, *,
     install the triggers that keep it in step with a before-app still writing paths.
 
     ``nullable_path=True`` also drops NOT NULL from the path column (the after-app inserts rows
-    with a key only). Returns the number of rows given a key.
+    with a key only). ``length`` is the key column's VARCHAR length. Returns the number of rows
+    given a key.
     """
     move, bind = KeyMove(table, path_column, key_column, pk), _online("expand_path_to_key")
     prefix = _prefix(prefix)
+    check_all(move, path_column, lambda path: object_key(path, prefix))
     with op.batch_alter_table(table) as batch:
-        batch.add_column(sa.Column(key_column, sa.String(length), nullable=True))
+        if key_column not in _columns(bind, table):  # a rerun after a partial failure
+            batch.add_column(sa.Column(key_column, sa.String(length), nullable=True))
         if nullable_path:
             batch.alter_column(path_column, existing_type=_type_of(bind, table, path_column),
                                nullable=True)
     # Triggers first (batch mode may copy the table, dropping triggers), then the backfill.
+    drop_triggers(move)
     create_triggers(move, prefix)
     return backfill(move, prefix)
 
@@ -104,17 +108,22 @@ def expand_path_to_key(table: str, path_column: str, key_column: str, *,
 def undo_expand_path_to_key(table: str, path_column: str, key_column: str, *,
                             prefix: str | None = None, length: int = 512,
                             nullable_path: bool = False, pk: str = "id") -> int:
-    """Downgrade of ``expand_path_to_key`` (same arguments): drop the triggers, write back into
-    the path column what the after-app changed (``relative_path(key, prefix)``), drop the key
+    """Downgrade of ``expand_path_to_key`` (same arguments): write back into the path column
+    what the after-app changed (``relative_path(key, prefix)``), drop the triggers and the key
     column. Returns the number of paths written back."""
     move, bind = KeyMove(table, path_column, key_column, pk), _online("undo_expand_path_to_key")
     prefix = _prefix(prefix)
+    changed = 0
+    if key_column in _columns(bind, table):
+        check_all(move, key_column, lambda key: relative_path(key, prefix))
+        # The key is the latest truth (the triggers copied every before-app write into it).
+        # Writing a path while the triggers stand is harmless: prefix || path is that key.
+        changed = rewrite(move, key_column, path_column, lambda key: relative_path(key, prefix),
+                          only=lambda key, path: path is None or _stale(path, key, prefix))
     drop_triggers(move)
-    # The key is the latest truth (the triggers copied every before-app write into it).
-    changed = rewrite(move, key_column, path_column, lambda key: relative_path(key, prefix),
-                      only=lambda key, path: path is None or _stale(path, key, prefix))
     with op.batch_alter_table(table) as batch:
-        batch.drop_column(key_column)
+        if key_column in _columns(bind, table):
+            batch.drop_column(key_column)
         if nullable_path:
             batch.alter_column(path_column, existing_type=_type_of(bind, table, path_column),
                                nullable=False)
@@ -129,11 +138,15 @@ def contract_path_to_key(table: str, path_column: str, key_column: str, *,
     key NOT NULL. Returns the number of stragglers filled."""
     move, bind = KeyMove(table, path_column, key_column, pk), _online("contract_path_to_key")
     prefix = _prefix(prefix)
-    check_prefix(move, prefix)
-    filled = backfill(move, prefix)
+    filled = 0
+    if path_column in _columns(bind, table):  # else a rerun after a partial failure
+        check_prefix(move, prefix)
+        check_all(move, path_column, lambda path: object_key(path, prefix))
+        filled = backfill(move, prefix)
     drop_triggers(move)
     with op.batch_alter_table(table) as batch:
-        batch.drop_column(path_column)
+        if path_column in _columns(bind, table):
+            batch.drop_column(path_column)
         if not nullable_key:
             batch.alter_column(key_column, existing_type=_type_of(bind, table, key_column),
                                nullable=False)
@@ -144,14 +157,18 @@ def undo_contract_path_to_key(table: str, path_column: str, key_column: str, *,
                               prefix: str | None = None, length: int = 512,
                               nullable_key: bool = True, pk: str = "id") -> int:
     """Downgrade of ``contract_path_to_key`` (same arguments): bring the path column back
-    (nullable), filled with ``relative_path(key, prefix)``, and the triggers with it."""
+    (nullable, VARCHAR ``length``), filled with ``relative_path(key, prefix)``, and the
+    triggers with it."""
     move, bind = KeyMove(table, path_column, key_column, pk), _online("undo_contract_path_to_key")
     prefix = _prefix(prefix)
+    check_all(move, key_column, lambda key: relative_path(key, prefix))
     with op.batch_alter_table(table) as batch:
-        batch.add_column(sa.Column(path_column, sa.String(length), nullable=True))
+        if path_column not in _columns(bind, table):
+            batch.add_column(sa.Column(path_column, sa.String(length), nullable=True))
         if not nullable_key:
             batch.alter_column(key_column, existing_type=_type_of(bind, table, key_column),
                                nullable=True)
+    drop_triggers(move)
     changed = rewrite(move, key_column, path_column, lambda key: relative_path(key, prefix))
     # After the paths are back, or the update trigger would rewrite every key.
     create_triggers(move, prefix)
@@ -214,6 +231,16 @@ def backfill(move: KeyMove, prefix: str) -> int:
         bind.execute(update, params)
         count += len(params)
     return count
+
+
+def check_all(move: KeyMove, column: str, convert: Callable[[str], str]) -> None:
+    """Convert every value of ``column`` without writing: a bad one fails here, before any DDL
+    (which SQLite and MySQL would keep while the migration's other changes roll back)."""
+    bind = op.get_bind()
+    t = _table(move, column)
+    for page in _pages(bind, move, t.c[column], t.c[column].is_not(None)):
+        for row_id, value, _ in page:
+            _convert(move, row_id, value, convert)
 
 
 def rewrite(move: KeyMove, source: str, target: str, convert: Callable[[str], str],
@@ -341,14 +368,19 @@ def create_triggers(move: KeyMove, prefix: str) -> None:
 def drop_triggers(move: KeyMove) -> None:
     """Remove what ``create_triggers`` installed (absent ones are fine)."""
     bind = op.get_bind()
-    dialect, name = bind.dialect.name, move.trigger
+    for statement in drop_ddl(bind.dialect.name, move, bind.dialect.identifier_preparer.quote):
+        _execute(bind, statement)
+
+
+def drop_ddl(dialect: str, move: KeyMove, quote: Callable[[str], str]) -> list[str]:
+    """The statements that remove ``move``'s sync triggers on ``dialect``."""
+    name = move.trigger
     if dialect == "postgresql":
-        table = bind.dialect.identifier_preparer.quote(move.table)
-        _execute(bind, f"DROP TRIGGER IF EXISTS {name} ON {table}")
-        _execute(bind, f"DROP FUNCTION IF EXISTS {name}()")
-    elif dialect in ("sqlite", "mysql", "mariadb"):
-        for event in ("insert", "update"):
-            _execute(bind, f"DROP TRIGGER IF EXISTS {name}_{event}")
+        return [f"DROP TRIGGER IF EXISTS {name} ON {quote(move.table)}",
+                f"DROP FUNCTION IF EXISTS {name}()"]
+    if dialect in ("sqlite", "mysql", "mariadb"):
+        return [f"DROP TRIGGER IF EXISTS {name}_{event}" for event in ("insert", "update")]
+    return []
 
 
 def installed_prefix(move: KeyMove) -> str | None:
@@ -393,6 +425,10 @@ def _online(operation: str) -> Connection:
         raise ValueError(f"{operation} reads and rewrites rows in Python: it needs a database "
                          "connection, not offline SQL (--sql)")
     return op.get_bind()
+
+
+def _columns(bind: Connection, table: str) -> set[str]:
+    return {c["name"] for c in sa.inspect(bind).get_columns(table)}
 
 
 def _type_of(bind: Connection, table: str, column: str) -> Any:
