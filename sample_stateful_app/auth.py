@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
@@ -19,11 +21,14 @@ from flask import (
 )
 from sqlalchemy import select
 from werkzeug.security import check_password_hash
+from werkzeug.urls import iri_to_uri
 
 from .db import Order, User, get_db
 from .names import clean_filename, stream_size
 
 bp = Blueprint("auth", __name__)
+
+C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
 
 def login_required(view):
@@ -43,6 +48,24 @@ def current_user() -> User | None:
     return get_db().get(User, user_id) if user_id is not None else None
 
 
+def local_path(target: str) -> str:
+    """``target`` when it is a path on this site, else "/": never a redirect to another host."""
+    seen = as_a_browser_reads(target)
+    # Once more percent-decoded too, as a proxy or a later redirect may decode it.
+    for candidate in (seen, as_a_browser_reads(unquote(target))):
+        parts = urlsplit(candidate)
+        if parts.scheme or parts.netloc or candidate[:1] != "/" or candidate[:2] == "//":
+            return "/"
+    return iri_to_uri(seen)  # ASCII: a header carries no raw UTF-8
+
+
+def as_a_browser_reads(url: str) -> str:
+    """A URL as a browser reads it: "/<tab>/evil.example" is "//evil.example" to it."""
+    # It trims leading spaces and control characters, drops tabs and newlines anywhere and
+    # takes a backslash for a slash.
+    return re.sub(r"[\t\n\r]", "", url.lstrip(C0_AND_SPACE)).replace("\\", "/")
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "POST":
@@ -56,9 +79,7 @@ def login():
         session.permanent = True
         session["user_id"] = user.id
         session["username"] = user.username
-        target = request.args.get("next", "")
-        # Only same-site paths: never redirect to another host.
-        return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+        return redirect(local_path(request.args.get("next", "")))
     return render_template("login.html")
 
 
