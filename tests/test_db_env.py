@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import textwrap
 import unicodedata
 import uuid
@@ -95,11 +97,20 @@ def downgrade():
 }
 
 
-def write_app(root: Path, *, pyproject: bool = True, ini: bool = False) -> Path:
-    """An app folder with its alembic history under migrations/; returns the folder."""
+def write_app(root: Path, *, pyproject: bool = True, ini: bool = False,
+              imports_app: bool = False) -> Path:
+    """An app folder with its alembic history under migrations/; returns the folder.
+
+    ``imports_app``: env.py imports the app's own module (docsapp.py), as most env.py files
+    import their models.
+    """
     versions = root / "migrations" / "versions"
     versions.mkdir(parents=True)
-    (root / "migrations" / "env.py").write_text(ENV_PY)
+    env_py = ENV_PY
+    if imports_app:
+        (root / "docsapp.py").write_text('TABLES = ["documents"]\n')
+        env_py = env_py.replace("import json\n", "import json\n\nimport docsapp  # noqa\n")
+    (root / "migrations" / "env.py").write_text(env_py)
     for name, body in REVISIONS.items():
         (versions / name).write_text(body)
     if pyproject:
@@ -314,3 +325,15 @@ def test_a_path_outside_the_folder_stops_the_expand_before_any_change(
                 monkeypatch=monkeypatch)
     assert again.exit_code == 0, again.output
     assert documents(before_db)[1][2] == ("docs/2/fixed.pdf", "docs/2/fixed.pdf")
+
+
+def test_env_py_imports_the_app_from_the_project_folder(before_db: str, tmp_path: Path) -> None:
+    """As alembic.ini's prepend_sys_path does: the console script's own sys.path lacks it."""
+    app = write_app(tmp_path / "app", imports_app=True)
+    migrate = Path(sys.executable).with_name("migrate")
+    done = subprocess.run([str(migrate), "db", "upgrade", "--revision", "0002", "--database-url",
+                           before_db, "--json"], cwd=app, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": ""})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["after"] == "0002"
+    assert "docsapp" not in done.stderr

@@ -18,11 +18,13 @@ The functions are alembic-style commands over a ``DbConfig``; they return datacl
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +38,14 @@ class DbConfig:
     """Which database, and which alembic environment migrates it."""
 
     database_url: str | None
-    script_location: str | None = None  # a script folder (or alembic's "package:folder")
-    alembic_ini: str | None = None  # an alembic.ini (its script_location, logging, options)
+    script_location: str | os.PathLike[str] | None = None  # a script folder ("pkg:dir" too)
+    alembic_ini: str | os.PathLike[str] | None = None  # an alembic.ini (location, options)
     baseline: str | None = None  # the revision a database without alembic_version is stamped at
     x: list[str] = field(default_factory=list)  # ``-x KEY=VALUE``, as alembic passes them
     prefix: str | None = None  # the export prefix: ``-x prefix=...`` for migrate's ops
+    # Put first on sys.path so env.py can import the app, as alembic.ini's prepend_sys_path
+    # (default: the current folder; an alembic.ini keeps its own setting).
+    prepend_sys_path: str | os.PathLike[str] | None = None
 
     @classmethod
     def from_project(cls, database_url: str | None, *, script_location: str | None = None,
@@ -50,10 +55,12 @@ class DbConfig:
         """The options given, the environment from ``[tool.migrate]`` when none is.
 
         ``project`` holds the pyproject.toml (default: the current folder). The table's
-        ``baseline`` comes with its environment: it is not applied to one given here.
+        ``baseline`` comes with its environment (it is not applied to one given here), and its
+        folder is where env.py's imports start.
         """
         from migrate.config import load
 
+        root = None
         if script_location and alembic_ini:
             raise UsageError("give --script-location or --alembic-ini, not both")
         if not (script_location or alembic_ini):
@@ -71,7 +78,8 @@ class DbConfig:
             alembic_ini = str(found["alembic_ini"] or "") or None
             if baseline is None and tool.get("baseline") is not None:
                 baseline = str(tool.get("baseline"))
-        return cls(database_url, script_location, alembic_ini, baseline, list(x), prefix)
+            root = str(tool.root)
+        return cls(database_url, script_location, alembic_ini, baseline, list(x), prefix, root)
 
 
 @dataclass
@@ -118,10 +126,16 @@ def upgrade(config: DbConfig | str | None, revision: str = "head", *,
     ``config`` may be a bare URL: the environment then comes from ``[tool.migrate]``.
     ``prefix`` (like ``config.prefix``) is the export's, the same for expand and contract.
     """
+    started = time.monotonic()
+    with _Env.open(config, prefix) as env:
+        result = _upgrade(env, revision, dry_run)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _upgrade(env: _Env, revision: str, dry_run: bool) -> DbUpgradeResult:
     from alembic import command
 
-    started = time.monotonic()
-    env = _Env.open(config, prefix)
     db = env.inspect()
     start = env.start(db)
     target = env.resolve(revision, start)
@@ -143,7 +157,6 @@ def upgrade(config: DbConfig | str | None, revision: str = "head", *,
             if target is not None:
                 command.upgrade(env.alembic, target)
         _done(env, result)
-    result.seconds = time.monotonic() - started
     return result
 
 
@@ -151,10 +164,16 @@ def downgrade(config: DbConfig | str | None, revision: str, *, prefix: str | Non
               dry_run: bool = False) -> DbUpgradeResult:
     """Undo down to ``revision`` (an id, ``base``, or ``-N`` steps); migrate's ops bring the
     paths back from the keys with the same prefix as the upgrade."""
+    started = time.monotonic()
+    with _Env.open(config, prefix) as env:
+        result = _downgrade(env, revision, dry_run)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _downgrade(env: _Env, revision: str, dry_run: bool) -> DbUpgradeResult:
     from alembic import command
 
-    started = time.monotonic()
-    env = _Env.open(config, prefix)
     db = env.inspect()
     if db.current is None:
         raise UsageError(f"{env.shown} has no alembic revision: nothing to downgrade")
@@ -170,19 +189,19 @@ def downgrade(config: DbConfig | str | None, revision: str, *, prefix: str | Non
         with env.failing("downgrade", hint="; pass the --prefix used for upgrade"):
             command.downgrade(env.alembic, target or "base")
         _done(env, result)
-    result.seconds = time.monotonic() - started
     return result
 
 
 def status(config: DbConfig | str | None, *, prefix: str | None = None) -> DbStatus:
     """The database's revision, the head, what an upgrade would run; nothing is changed."""
-    env = _Env.open(config, prefix)
-    db = env.inspect()
-    head = env.resolve("head", None)
-    start = db.current if not db.unversioned else env.baseline
-    pending = env.between(head, start) if start is None or start in env.ancestors(head) else []
-    return DbStatus(env.shown, env.location, db.current, head, pending, db.unversioned,
-                    env.baseline, db.tables, env.state(db.current, db), db.rows)
+    with _Env.open(config, prefix) as env:
+        db = env.inspect()
+        head = env.resolve("head", None)
+        start = db.current if not db.unversioned else env.baseline
+        pending = (env.between(head, start) if start is None or start in env.ancestors(head)
+                   else [])
+        return DbStatus(env.shown, env.location, db.current, head, pending, db.unversioned,
+                        env.baseline, db.tables, env.state(db.current, db), db.rows)
 
 
 def _done(env: _Env, result: DbUpgradeResult) -> None:
@@ -221,8 +240,13 @@ class _Env:
         if not (config.script_location or ini):
             raise UsageError("no alembic environment: pass --script-location DIR or "
                              "--alembic-ini FILE")
-        location = config.script_location or _ini_location(self.alembic, ini)
-        self.alembic.set_main_option("script_location", location)
+        location = str(config.script_location or _ini_location(self.alembic, ini))
+        self.alembic.set_main_option("script_location", location.replace("%", "%%"))
+        if ini is None:  # one path (os.pathsep splits, not spaces), as alembic >= 1.16 wants
+            self.alembic.set_main_option("path_separator", "os")
+            self.alembic.set_main_option(
+                "prepend_sys_path",
+                str(Path(config.prepend_sys_path or ".").resolve()).replace("%", "%%"))
         self.alembic.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
         self.alembic.attributes["url"] = url
         self.location = location
@@ -237,16 +261,25 @@ class _Env:
                              "init makes one)")
         if not bases:
             raise UsageError(f"{location} has no revisions")
-        self.baseline = self.resolve(config.baseline, None) if config.baseline else None
+        self.baseline = None
+        if config.baseline:
+            try:
+                self.baseline = self.resolve(config.baseline, None)
+            except UsageError as exc:
+                raise UsageError(f"baseline: {exc}") from None
 
     @classmethod
-    def open(cls, config: DbConfig | str | None, prefix: str | None) -> _Env:
+    @contextmanager
+    def open(cls, config: DbConfig | str | None, prefix: str | None) -> Iterator[_Env]:
+        """The environment, for one command; sys.path as it was afterwards (alembic prepends
+        the app's folder each time it reads the config)."""
         if not isinstance(config, DbConfig):
             config = DbConfig.from_project(config)
-        if prefix:
-            config = DbConfig(config.database_url, config.script_location, config.alembic_ini,
-                              config.baseline, config.x, prefix)
-        return cls(config)
+        saved = list(sys.path)
+        try:
+            yield cls(replace(config, prefix=prefix) if prefix else config)
+        finally:
+            sys.path[:] = saved
 
     # -- revisions
 
@@ -389,7 +422,7 @@ def _x_args(x: list[str], prefix: str | None) -> list[str]:
     return args
 
 
-def _ini_path(raw: str) -> Path:
+def _ini_path(raw: str | os.PathLike[str]) -> Path:
     path = Path(raw)
     if not path.is_file():
         raise UsageError(f"--alembic-ini {raw}: no such file (alembic init makes one)")
