@@ -75,6 +75,8 @@ def login():
         if user is None or not check_password_hash(user.password_hash, password):
             flash("Wrong user name or password.")
             return render_template("login.html"), 401
+        # A new session id at login: a sid planted before login is worth nothing after it.
+        current_app.session_interface.regenerate(session)
         session.clear()
         session.permanent = True
         session["user_id"] = user.id

@@ -60,3 +60,19 @@ def test_login_goes_on_to_a_local_page(client, raw_next, location):
 def test_login_returns_to_the_page_that_asked_for_it(client):
     asked = client.get("/account").headers["Location"]
     assert client.post(asked, data=ALICE).headers["Location"] == "/account"
+
+
+# --- 8. session fixation ------------------------------------------------------------------
+
+
+def test_a_session_id_planted_before_login_is_worthless_after_it(app, client):
+    client.get("/product/1")  # the attacker's anonymous session (a recently-viewed list)
+    planted = client.get_cookie("session").value
+    victim = app.test_client()
+    victim.set_cookie("session", planted)  # e.g. through a cookie-tossing sibling subdomain
+    assert victim.post("/login", data=ALICE).status_code == 302
+    assert victim.get_cookie("session").value != planted
+    assert victim.get("/account").status_code == 200
+    # The attacker still holds the planted id: it must not be alice's session now.
+    account = client.get("/account")
+    assert account.status_code == 302 and account.headers["Location"].startswith("/login")

@@ -1,5 +1,5 @@
-"""What only the after-app does: refuse unsafe configuration, rotate the session id at login,
-report unreachable stores as 503."""
+"""What only the after-app does: refuse unsafe configuration, report unreachable stores as 503.
+(Both shops rotate the session id at login: tests/test_shop_security.py.)"""
 
 from __future__ import annotations
 
@@ -39,16 +39,6 @@ def test_refuses_to_start_without_shared_settings(stores, monkeypatch, overrides
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(RuntimeError, match=message):
         create_app(config(stores, **overrides))
-
-
-@pytest.mark.parametrize("app", ["stateless"], indirect=True)
-def test_session_id_changes_at_login(client, auth):
-    client.get("/product/1")  # an anonymous session with a recently-viewed list
-    before = client.get_cookie("session").value
-    auth.login()
-    after = client.get_cookie("session").value
-    assert before != after
-    assert client.get("/account").status_code == 200
 
 
 def test_unreachable_redis_is_a_clear_503(stores, monkeypatch):
