@@ -97,7 +97,7 @@ def test_avatar_and_chunked_upload_continue_on_the_after_shop(
     assert [u.status for u in again.uploads] == ["already-carried"] and again.uploaded == 0
 
     upgraded = upgrade(database)
-    assert upgraded.stamped and upgraded.after == "0003" and upgraded.avatars == 1
+    assert upgraded.stamped and upgraded.after == "0003" and upgraded.rows["avatar"] == 1
 
     after = after_app(database, redis_server.url, s3_server.url, "shop-up").test_client()
     login(after)
