@@ -3,9 +3,12 @@
 boto3 spends 4-8 ms of CPU per small object (request model, event hooks, parsers); this client
 spends a fraction of that (SigV4 in ``hmac``, ``http.client`` keep-alive), which is what lets a
 few processes outrun ``rclone copy`` on thousands of small files. It does only what the export
-needs — PUT, HEAD, GET, the three multipart calls — and boto3 keeps every other operation
-(bucket checks, LIST, ...). Credentials and region are resolved by botocore (environment,
-config files, profiles), never printed.
+needs: PUT, HEAD, GET, LIST, the bucket check and the multipart calls. Credentials and region
+come from the environment, else from botocore (config files, profiles); they are never printed.
+
+What the server sends back is bounded and checked: a response body is read up to
+``MAX_RESPONSE`` bytes, a listing must be well-formed XML without a DOCTYPE and must not repeat
+a continuation token; anything else is an ``S3Error``, never a traceback or an endless loop.
 """
 
 from __future__ import annotations
@@ -18,12 +21,17 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MIB = 1024 * 1024
+MAX_RESPONSE = 16 * MIB  # a body read whole (a LIST page, an error): 1,000 keys fit many times
+ATTEMPTS = 4  # per request: a BadDigest, a 5xx or a dropped connection is tried this often
+RETRIED_CODES = ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "RequestTimeout",
+                 "SlowDown")
 
 
 @dataclass(frozen=True)
@@ -172,14 +180,17 @@ class RawS3:
         head = {k.lower(): v for k, v in response.getheaders()}
         if stream and response.status < 300:
             return response.status, head, response
-        data = response.read()
+        data = response.read(MAX_RESPONSE + 1)
+        if len(data) > MAX_RESPONSE:
+            self.close()  # the rest is still on the wire: this connection cannot be reused
+            raise S3Error(response.status, "ResponseTooLarge",
+                          f"the server sent more than {MAX_RESPONSE:,} bytes")
         if response.will_close:
             self.close()
         if response.status >= 300 and not (method == "HEAD" and response.status == 404):
-            code = _xml_text(data, "Code") or http.client.responses.get(response.status, "")
-            raise S3Error(response.status, code, _xml_text(data, "Message"))
+            code = xml_text(data, "Code") or http.client.responses.get(response.status, "")
+            raise S3Error(response.status, code, xml_text(data, "Message"))
         return response.status, head, data
-
 
     def list_page(self, prefix: str, token: str = "", delimiter: str = "",
                   ) -> tuple[dict[str, tuple[int, str]], list[str], str]:
@@ -197,14 +208,19 @@ class RawS3:
             query["continuation-token"] = token
         if delimiter:
             query["delimiter"] = delimiter
-        _, _, data = self.request("GET", None, query=query)
-        root = ET.fromstring(data)
-        ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
-        found = {
-            item.findtext(f"{ns}Key") or "": (int(item.findtext(f"{ns}Size") or 0),
-                                             (item.findtext(f"{ns}ETag") or "").strip('"'))
-            for item in root.iter(f"{ns}Contents")
-        }
+        status, _, data = self.request("GET", None, query=query)
+        if b"<!DOCTYPE" in data:  # entity definitions have no place in an S3 response
+            raise S3Error(status, "MalformedXML", "the listing declares a DOCTYPE")
+        try:
+            root = ET.fromstring(data)
+            ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            found = {
+                item.findtext(f"{ns}Key") or "": (int(item.findtext(f"{ns}Size") or 0),
+                                                 (item.findtext(f"{ns}ETag") or "").strip('"'))
+                for item in root.iter(f"{ns}Contents")
+            }
+        except (ET.ParseError, ValueError) as exc:
+            raise S3Error(status, "MalformedXML", f"the listing cannot be read: {exc}") from None
         prefixes = [p.findtext(f"{ns}Prefix") or "" for p in root.iter(f"{ns}CommonPrefixes")]
         more = root.findtext(f"{ns}IsTruncated") == "true"
         return found, prefixes, (root.findtext(f"{ns}NextContinuationToken") or "") if more else ""
@@ -215,12 +231,16 @@ class RawS3:
         found: dict[str, tuple[int, str]] = {}
         prefixes: list[str] = []
         token = ""
+        tokens: set[str] = set()
         while True:
             page, subs, token = self.list_page(prefix, token, delimiter)
             found.update(page)
             prefixes.extend(subs)
             if not token:
                 return found, prefixes
+            if token in tokens:
+                raise S3Error(200, "MalformedXML", "the listing repeats a continuation token")
+            tokens.add(token)
 
 
 def list_tree(endpoint: Endpoint, prefix: str, workers: int = 8) -> dict[str, tuple[int, str]]:
@@ -254,14 +274,30 @@ def list_tree(endpoint: Endpoint, prefix: str, workers: int = 8) -> dict[str, tu
     return found
 
 
-def _xml_text(data: bytes, tag: str) -> str:
+def xml_text(data: bytes, tag: str) -> str:
+    """The text of the first ``<tag>`` in an S3 XML response (they are flat and small)."""
     match = re.search(rb"<" + tag.encode() + rb">([^<]*)</" + tag.encode() + rb">", data or b"")
     return match.group(1).decode(errors="replace") if match else ""
 
 
-def xml_text(data: bytes, tag: str) -> str:
-    """The text of the first ``<tag>`` in an S3 XML response (they are flat and small)."""
-    return _xml_text(data, tag)
+def with_retries(call: Callable[[], Any], client: RawS3) -> Any:
+    """``call()``, again on a BadDigest (corrupted on the way), a 5xx or a dropped connection.
+
+    ``client`` is the connection ``call`` uses: after a dropped connection it is closed, so the
+    next attempt starts on a fresh one instead of a half-read response.
+    """
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return call()
+        except S3Error as exc:
+            if attempt == ATTEMPTS or not (exc.status >= 500 or exc.code in RETRIED_CODES):
+                raise
+        except RETRYABLE:
+            client.close()
+            if attempt == ATTEMPTS:
+                raise
+        time.sleep(0.1 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def endpoint_from_env(endpoint_url: str | None, bucket: str) -> Endpoint:
