@@ -343,8 +343,8 @@ class _Env:
     def state(self, revision: str | None, db: _Database) -> str:
         """What being at ``revision`` means for the apps on the database."""
         if revision is None:
-            return ("no alembic revision: tables made without alembic" if db.unversioned
-                    else "no alembic revision: empty")
+            return ("tables made without alembic (create_all)" if db.unversioned
+                    else "no tables yet")
         return self.moves.describe(set(self.ancestors(revision))) or (
             self.script.get_revision(revision).doc.strip())
 
