@@ -35,7 +35,10 @@ While expanded, triggers copy every write of the path column into the key column
 Other dialects: the ops refuse (stop the before-app during the migration and write your own).
 
 The backfill runs in Python (``object_key`` normalises Unicode to NFC, which SQL cannot), in
-pages, and needs a live connection: ``alembic upgrade --sql`` (offline) is refused. Tables are
+pages, and needs a live connection: ``alembic upgrade --sql`` (offline) is refused. Every value
+is converted once before any DDL, so a bad one (an absolute path, ``..``, a key outside the
+prefix) stops the op with its row named and nothing changed; SQLite and MySQL keep DDL that ran
+before a failure, so each op also skips what a previous partial run already did. Tables are
 those of the connection's default schema. On SQLite a change of nullability copies the table
 (alembic batch mode), dropping other triggers on it; the ops do that before installing theirs.
 """
