@@ -213,7 +213,8 @@ def test_db_upgrade_is_an_expand_before_the_roll_and_a_contract_after_verify(
     book = runbook.build(project)
     by = {s.name: s for s in book.steps}
     assert by["db-expand"].state == "done" and by["db-contract"].state == "pending"
-    assert by["db-expand"].did == "at revision 0002, avatar rows 0, file rows 0"
+    assert by["db-expand"].did == ("at revision 0002, schema expanded, avatar rows 0, "
+                                   "file rows 0")
     assert book.next_step == "switch-config"
     assert by["db-contract"].command == (
         f"migrate db upgrade --database-url {url} --prefix tenant-a")
@@ -258,3 +259,14 @@ def test_switch_config_is_suggested_with_the_bucket_and_endpoint_files_went_to(p
     assert switch.command == ("migrate switch-config .env --to stateless --redis "
                               "redis://HOST:6379/0 --s3 s3://media/app "
                               "--endpoint-url http://s3:9000")
+
+
+def test_the_expand_revision_comes_from_the_apps_own_history(tmp_path: Path, monkeypatch):
+    from migrate.runbook.db import expand_revision
+
+    assert expand_revision(ROOT) == "0002"  # the shop's 0002 calls expand_path_to_key
+    monkeypatch.chdir(tmp_path)  # no [tool.migrate] here: the runbook shows a placeholder
+    assert expand_revision() is None
+    journal.start(tmp_path)
+    expand = next(s for s in runbook.build(tmp_path).steps if s.name == "db-expand")
+    assert expand.command.startswith("migrate db upgrade --revision EXPAND ")

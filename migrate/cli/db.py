@@ -90,7 +90,8 @@ def db_upgrade_command(as_json: bool, revision: str, dry_run: bool, **options: A
     result = upgrade(_config(options), revision, dry_run=dry_run)
     if not dry_run:  # the runbook shows which revision the expand or contract left
         click.get_current_context().meta[SUMMARY_KEY] = {
-            "at revision": result.after, **{f"{k} rows": n for k, n in result.rows.items()}}
+            "at revision": result.after, "schema": _schema(result.state),
+            **{f"{k} rows": n for k, n in result.rows.items()}}
     if as_json:
         click.echo(to_json(result))
         return
@@ -161,3 +162,10 @@ def db_status_command(as_json: bool, **options: Any) -> None:
     pending = ", ".join(result.pending) or "nothing (up to date)"
     rows = f"; {_rows(result.rows)}" if result.rows else ""
     console.print(f"pending: {pending}{rows}", highlight=False)
+
+
+def _schema(state: str) -> str:
+    """One word for the runbook: what the apps may run on now (the journal keeps it)."""
+    if state.startswith("expanded"):
+        return "expanded"  # before- and after-app both work
+    return "contracted" if "contracted" in state else "unchanged"

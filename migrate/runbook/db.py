@@ -204,6 +204,21 @@ def status(config: DbConfig | str | None, *, prefix: str | None = None) -> DbSta
                         env.baseline, db.tables, env.state(db.current, db), db.rows)
 
 
+def expand_revision(project: str | Path | None = None) -> str | None:
+    """The revision a rolling cut-over upgrades to first: the last expand of a path -> key move
+    in the project's alembic history (``[tool.migrate]``); None when there is none to find."""
+    from migrate.errors import MigrateError
+
+    try:
+        # No database is opened: the URL only completes the config.
+        config = DbConfig.from_project("sqlite://", project=project)
+        with _Env.open(config, None) as env:
+            expands = [m.expand for m in env.moves.moves if m.expand]
+    except MigrateError:
+        return None
+    return expands[-1] if expands else None
+
+
 def _done(env: _Env, result: DbUpgradeResult) -> None:
     db = env.inspect()
     result.after, result.rows = db.current, db.rows

@@ -13,6 +13,7 @@ from typing import Any
 
 from migrate.errors import UsageError
 from migrate.runbook import journal
+from migrate.runbook.db import expand_revision
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,6 @@ STEPS: tuple[StepDef, ...] = (
             manual=True),
 )
 VERIFY_COMMANDS = ("verify sessions", "verify files")
-EXPAND_REVISION = "0002"
 # The journal files every `db upgrade` run under one step; its --revision says which.
 DB_UPGRADE = "db-upgrade"
 
@@ -75,15 +75,19 @@ DB_UPGRADE = "db-upgrade"
 def entry_steps(entry: journal.Entry) -> tuple[str, ...]:
     """The runbook steps a journal entry counts for.
 
-    `db upgrade --revision 0002` is the expand; a run to the head also contracts, and when it
-    succeeds the expand is done too (an offline migration is one command), but its failure
-    leaves an expand that already ran done.
+    A `db upgrade` that left the schema expanded is the expand; one that contracted also did
+    the expand when it succeeded (an offline migration is one command). A failed run to the
+    head is the contract; a failed run to a named revision, the expand.
     """
     if entry.step != DB_UPGRADE:
         return (entry.step,)
-    if str(entry.params.get("revision", "head")) == EXPAND_REVISION:
+    schema = entry.summary.get("schema")
+    to_head = str(entry.params.get("revision", "head")) == "head"
+    if entry.exit_code != 0:
+        return ("db-contract",) if to_head else ("db-expand",)
+    if schema == "expanded" or (schema is None and not to_head):
         return ("db-expand",)
-    return ("db-expand", "db-contract") if entry.exit_code == 0 else ("db-contract",)
+    return ("db-expand", "db-contract")
 
 
 @dataclass
@@ -193,7 +197,8 @@ def suggested(step: str, known: dict[str, Any], verify_left: tuple[str, ...] = V
         "preflight": switch + " --dry-run",
         "export-sessions": f"migrate export-sessions {froms} --redis {redis}",
         "export-files": f"migrate export-files {files} --to {target}{endpoint}",
-        "db-expand": f"migrate db upgrade --revision {EXPAND_REVISION}" + db_args,
+        "db-expand": f"migrate db upgrade --revision {_q(expand_revision() or 'EXPAND')}"
+                     + db_args,
         "db-contract": "migrate db upgrade" + db_args,
         "switch-config": switch,
         "verify sessions": f"migrate verify sessions {froms} --redis {redis}",
