@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from migrate.errors import MigrateError
 
@@ -39,7 +40,9 @@ class MigrateGroup(click.Group):
             outcome.exit_code, outcome.error = exc.exit_code, str(exc)
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # The message is text, never markup: "[tool.migrate]" or a path must print as is.
+            err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)),
+                              highlight=False)
             sys.exit(exc.exit_code)
         except click.exceptions.Exit as exc:
             outcome.exit_code = exc.exit_code
@@ -78,7 +81,7 @@ def to_json(result: Any) -> str:
     return json.dumps(result, indent=2, sort_keys=True, default=default)
 
 
-def _summary(**counts: Any) -> None:
+def record_summary(**counts: Any) -> None:
     """Counts for the runbook journal (`migrate steps` shows what each step did)."""
     from migrate.runbook.journal import SUMMARY_KEY
 

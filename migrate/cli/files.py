@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from migrate.cli.base import _summary, cli, console, err_console, to_json, verify
+from migrate.cli.base import cli, console, err_console, record_summary, to_json, verify
 
 # --- files -----------------------------------------------------------------------------------
 
@@ -94,7 +94,7 @@ def export_files_command(
                               state_file=state_file, dry_run=dry_run,
                               create_bucket=create_bucket, redis_url=redis_url,
                               on_progress=on_progress)
-    _summary(files=result.files, uploaded=result.uploaded, skipped=result.skipped,
+    record_summary(files=result.files, uploaded=result.uploaded, skipped=result.skipped,
              failed=result.failed, uploads_carried=len(result.uploads))
     if as_json:
         data = dataclasses.asdict(result)
@@ -147,7 +147,7 @@ def verify_files_command(
     with progress:
         result = verify_files(list(sources), target, endpoint_url=endpoint_url, deep=deep,
                               jobs=jobs, redis_url=redis_url, on_progress=on_progress)
-    _summary(checked=result.checked, matching=result.matching, missing=len(result.missing),
+    record_summary(checked=result.checked, matching=result.matching, missing=len(result.missing),
              different=len(result.different))
     if as_json:
         data = dataclasses.asdict(result)

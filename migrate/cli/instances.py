@@ -7,10 +7,10 @@ from typing import Any
 import click
 
 from migrate.cli.base import (
-    _summary,
     console,
     err_console,
     interrupt_on_sigterm,
+    record_summary,
     to_json,
     verify,
 )
@@ -75,7 +75,7 @@ def verify_instances_command(
     else:
         result = verify_instances(list(urls), user=user, password=password,
                                   file_size=file_size, on_step=on_step)
-    _summary(steps_passed=sum(st.ok for st in result.journey.steps),
+    record_summary(steps_passed=sum(st.ok for st in result.journey.steps),
              instances=len(result.instances))
     if as_json:
         click.echo(to_json(result.to_dict()))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from migrate.cli.base import _summary, cli, console, err_console, to_json
+from migrate.cli.base import cli, console, err_console, record_summary, to_json
 from migrate.errors import UsageError
 
 # --- scan and diff: the state-trap audit -----------------------------------------------------
@@ -52,7 +52,7 @@ def scan(ctx: click.Context, path: str, fmt: str, as_json: bool, fail_on: str,
     fmt = "json" if as_json else fmt
     result = scan_path(path, include_tests=include_tests, exclude=exclude, jobs=jobs)
     counts = result.counts
-    _summary(files=result.files, errors=counts.get("error", 0),
+    record_summary(files=result.files, errors=counts.get("error", 0),
              warnings=counts.get("warning", 0), notes=counts.get("note", 0))
     if fmt == "text":
         if output:

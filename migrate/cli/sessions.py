@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from migrate.cli.base import _summary, cli, console, err_console, to_json, verify
+from migrate.cli.base import cli, console, err_console, record_summary, to_json, verify
 
 # --- sessions --------------------------------------------------------------------------------
 
@@ -99,7 +99,7 @@ def export_sessions_command(
         result = export_sessions(list(sources), redis_url, token=token, cluster=redis_cluster,
                                  options=options, dry_run=dry_run, on_progress=on_progress,
                                  jobs=jobs)
-    _summary(sessions_read=result.read, written=result.written, skipped=result.skipped,
+    record_summary(sessions_read=result.read, written=result.written, skipped=result.skipped,
              failed=result.failed)
     if as_json:
         data = dataclasses.asdict(result)
@@ -133,7 +133,7 @@ def verify_sessions_command(
                       lifetime=lifetime)
     result = verify_sessions(list(sources), redis_url, token=token, cluster=redis_cluster,
                              options=options, tolerance=tolerance)
-    _summary(checked=result.checked, matching=result.matching,
+    record_summary(checked=result.checked, matching=result.matching,
              differences=len(result.differences))
     if as_json:
         data = dataclasses.asdict(result)
@@ -168,7 +168,8 @@ def _render_export(result: Any, dry_run: bool) -> None:
     if result.legacy:
         console.print(f"{result.legacy:,} filesystem sessions were written under their file "
                       "digest: the after-app's RedisSessionInterface "
-                      "(migrate.sessions) moves each to its sid on the user's next request",
+                      "(migrate.sessions.interface) moves each to its sid on the user's next "
+                      "request",
                       highlight=False)
     if result.converted_kinds:
         kinds = ", ".join(f"{k} × {n}" for k, n in sorted(result.converted_kinds.items()))
