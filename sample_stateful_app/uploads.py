@@ -45,10 +45,24 @@ def received_chunks(folder: str) -> int:
     return sum(1 for name in os.listdir(folder) if name.endswith(".part"))
 
 
+def json_body() -> dict:
+    """The request's JSON object: a 415 for any other content type, a 400 for bad JSON."""
+    # JSON only, and so no CSRF token for the scripts that use this API: a cross-site HTML
+    # form can send a urlencoded, multipart or text/plain body but never application/json,
+    # and another site's script may send that only after a CORS preflight that this shop
+    # never grants. The chunks come by PUT, which no form can send either.
+    if not request.is_json:
+        abort(415, "Send a JSON body with Content-Type: application/json.")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "Send a JSON object.")
+    return body
+
+
 @bp.post("/uploads")
 @login_required
 def init_upload():
-    filename = clean_filename((request.get_json(silent=True) or {}).get("filename", ""))
+    filename = clean_filename(json_body().get("filename", ""))
     upload_id = uuid.uuid4().hex
     # Chunks wait on this host's disk: a chunk sent to another instance lands elsewhere.
     folder = os.path.join(current_app.config["UPLOAD_FOLDER"], "chunks", upload_id)
@@ -78,7 +92,7 @@ def complete_upload(upload_id: str):
     folder = chunk_dir(upload_id)
     state = upload_state(folder)
     have = received_chunks(folder)
-    want = (request.get_json(silent=True) or {}).get("chunks", have)
+    want = json_body().get("chunks", have)
     if not isinstance(want, int) or want < 1:
         abort(400, "Send the number of chunks as a positive whole number.")
     if have < want:

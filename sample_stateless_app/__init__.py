@@ -38,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(shop.bp)
     app.register_blueprint(uploads.bp)
     errors.init_app(app)
+    app.before_request(auth.check_csrf)  # last: after errors' own checks
     return app
 
 

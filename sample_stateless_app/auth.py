@@ -1,9 +1,11 @@
-"""Log in, log out, the account page and the avatar."""
+"""Log in, log out, the account page and the avatar; the forms' CSRF check."""
 
 from __future__ import annotations
 
 import functools
+import hmac
 import re
+import secrets
 from urllib.parse import quote, unquote, urlsplit
 
 from flask import (
@@ -48,6 +50,34 @@ def current_user() -> User | None:
     return get_db().get(User, user_id) if user_id is not None else None
 
 
+@bp.app_template_global()
+def csrf_token() -> str:
+    """This session's CSRF token, made on first use; every form sends it back."""
+    if "csrf_token" not in session:
+        session["csrf_token"] = secrets.token_urlsafe(32)
+    return session["csrf_token"]
+
+
+def check_csrf() -> None:
+    """Refuse a form post that another site's page may have made the browser send."""
+    config = current_app.config
+    if request.method in ("GET", "HEAD", "OPTIONS") or not config["CSRF_ENABLED"]:
+        return
+    if request.blueprint == "uploads":
+        return  # the JSON API: a cross-site form cannot send JSON (uploads.json_body)
+    # A browser sends Origin (or Sec-Fetch-Site) with every POST: such a request must carry
+    # the token that only this site's own pages show. A script sends neither header and
+    # cannot act with a victim's cookie, so only CSRF_STRICT asks it for the token too.
+    from_a_browser = "Origin" in request.headers or "Sec-Fetch-Site" in request.headers
+    if not from_a_browser and not config["CSRF_STRICT"]:
+        return
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
+    expected = session.get("csrf_token", "")
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        abort(403, "This form came from another site or has expired: "
+                   "reload the page and send it again.")
+
+
 def local_path(target: str) -> str:
     """``target`` when it is a path on this site, else "/": never a redirect to another host."""
     seen = as_a_browser_reads(target)
@@ -81,6 +111,7 @@ def login():
         session.permanent = True
         session["user_id"] = user.id
         session["username"] = user.username
+        csrf_token()  # a new token for the new session: the one shown before login is void
         return redirect(local_path(request.args.get("next", "")))
     return render_template("login.html")
 

@@ -18,6 +18,12 @@ DEFAULTS: dict[str, Any] = {
     # Save a session when it changes, not on every request: a page view writes nothing.
     "SESSION_REFRESH_EACH_REQUEST": False,
     "PERMANENT_SESSION_LIFETIME": 7 * 24 * 3600,
+    # No session cookie on a cross-site POST: a first defence against forged form posts.
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    # Every form carries a per-session token (auth.check_csrf); False only to debug a client.
+    "CSRF_ENABLED": True,
+    # Ask clients that are not browsers (no Origin, no Sec-Fetch-Site) for the token as well.
+    "CSRF_STRICT": False,
     "MAX_CONTENT_LENGTH": 6 * 1024 * 1024,  # one 5 MiB chunk plus headers
     "AVATAR_MAX_BYTES": 1024 * 1024,
     "INSTANCE_NAME": None,

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import io
+import re
+
 import pytest
+
+from tests.test_shop import AVATAR, cart_lines, marker
 
 ALICE = {"username": "alice", "password": "wonderland"}
 
@@ -76,3 +81,160 @@ def test_a_session_id_planted_before_login_is_worthless_after_it(app, client):
     # The attacker still holds the planted id: it must not be alice's session now.
     account = client.get("/account")
     assert account.status_code == 302 and account.headers["Location"].startswith("/login")
+
+
+# --- 9. cross-site request forgery --------------------------------------------------------
+
+# What a browser adds to a form post that another site's page makes it send, and to one from
+# the shop's own page. (A script sends neither header.)
+CROSS_SITE = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+SAME_ORIGIN = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+TOKEN_FIELD = re.compile(rb'<input type="hidden" name="csrf_token" value="([^"]+)">')
+
+
+def token_on(client, path: str) -> str:
+    found = TOKEN_FIELD.search(client.get(path).data)
+    assert found, f"no csrf_token field on {path}"
+    return found.group(1).decode()
+
+
+def browser_login(client) -> None:
+    """Log in as a browser does: the form's token, the browser's same-origin headers."""
+    token = token_on(client, "/login")
+    response = client.post("/login", data={**ALICE, "csrf_token": token}, headers=SAME_ORIGIN)
+    assert response.status_code == 302
+
+
+def avatar_form(data: bytes = AVATAR, **fields) -> dict:
+    return {"avatar": (io.BytesIO(data), "me.png"), **fields}
+
+
+def test_the_session_cookie_is_samesite_lax(app, client):
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+    assert "SameSite=Lax" in client.post("/login", data=ALICE).headers["Set-Cookie"]
+
+
+def test_every_post_form_carries_this_sessions_token(client):
+    pages = {"/login": 1}
+    for path, count in pages.items():
+        page = client.get(path).data
+        forms = re.findall(rb'<form method="post".*?</form>', page, re.S)
+        assert len(forms) == count and all(TOKEN_FIELD.search(f) for f in forms), path
+    browser_login(client)
+    client.post("/cart/add", data={"product_id": 1})
+    token = token_on(client, "/account")
+    # product: add to cart, log out; cart: check out, log out; account: avatar, log out.
+    for path in ("/product/1", "/cart", "/account"):
+        forms = re.findall(rb'<form method="post".*?</form>', client.get(path).data, re.S)
+        assert len(forms) == 2, path
+        assert [TOKEN_FIELD.search(f).group(1).decode() for f in forms] == [token] * 2, path
+
+
+@pytest.mark.parametrize(
+    "path,form",
+    [
+        ("/cart/add", lambda: {"product_id": 2}),
+        ("/checkout", dict),
+        ("/logout", dict),
+        ("/account/avatar", avatar_form),
+    ],
+)
+def test_a_cross_site_form_post_is_refused_and_changes_nothing(client, path, form):
+    browser_login(client)
+    client.post("/cart/add", data={"product_id": 1, "csrf_token": token_on(client, "/cart")},
+                headers=SAME_ORIGIN)
+    response = client.post(path, data=form(), headers=CROSS_SITE)
+    assert response.status_code == 403
+    assert "another site" in marker(response.data, "error")
+    assert cart_lines(client.get("/cart").data) == {1: 1}  # still signed in, cart unchanged
+    assert b'data-order="' not in client.get("/account").data
+    assert client.get("/account/avatar").status_code == 404
+
+
+def test_a_cross_site_login_is_refused(client):
+    # Login CSRF: the attacker signs the victim into the attacker's account.
+    response = client.post("/login", data=ALICE, headers=CROSS_SITE)
+    assert response.status_code == 403
+    assert client.get("/account").status_code == 302
+
+
+def test_a_browser_using_the_shops_own_forms_gets_through(client):
+    browser_login(client)
+    for path, data in (("/cart/add", {"product_id": 1, "quantity": 2}), ("/checkout", {}),
+                       ("/account/avatar", avatar_form())):
+        data["csrf_token"] = token_on(client, "/account")
+        assert client.post(path, data=data, headers=SAME_ORIGIN).status_code == 302, path
+    assert b'data-order="' in client.get("/account").data
+    assert client.get("/account/avatar").data == AVATAR
+    logout = {"csrf_token": token_on(client, "/account")}
+    assert client.post("/logout", data=logout, headers=SAME_ORIGIN).status_code == 302
+    assert client.get("/account").status_code == 302
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "null"])
+def test_a_browser_post_without_the_token_is_refused_even_from_an_unknown_origin(client, origin):
+    browser_login(client)
+    response = client.post("/cart/add", data={"product_id": 1}, headers={"Origin": origin})
+    assert response.status_code == 403
+
+
+def test_the_token_from_before_login_is_void_after_it(client):
+    before = token_on(client, "/login")
+    client.post("/login", data={**ALICE, "csrf_token": before}, headers=SAME_ORIGIN)
+    response = client.post("/cart/add", data={"product_id": 1, "csrf_token": before},
+                           headers=SAME_ORIGIN)
+    assert response.status_code == 403
+    assert token_on(client, "/account") != before
+
+
+def test_another_sessions_token_is_refused(app, client):
+    browser_login(client)
+    other = app.test_client()
+    browser_login(other)
+    response = client.post("/cart/add", headers=SAME_ORIGIN,
+                           data={"product_id": 1, "csrf_token": token_on(other, "/account")})
+    assert response.status_code == 403
+
+
+def test_the_token_may_come_in_a_header(client):
+    browser_login(client)
+    headers = {**SAME_ORIGIN, "X-CSRF-Token": token_on(client, "/account")}
+    assert client.post("/cart/add", data={"product_id": 1}, headers=headers).status_code == 302
+
+
+def test_strict_mode_asks_scripts_for_the_token_too(app, client):
+    app.config["CSRF_STRICT"] = True
+    assert client.post("/login", data=ALICE).status_code == 403
+    token = token_on(client, "/login")
+    assert client.post("/login", data={**ALICE, "csrf_token": token}).status_code == 302
+    token = token_on(client, "/account")
+    assert client.post("/cart/add", data={"product_id": 1}).status_code == 403
+    assert client.post("/cart/add", data={"product_id": 1, "csrf_token": token}
+                       ).status_code == 302
+
+
+def test_the_check_can_be_switched_off(app, client):
+    app.config["CSRF_ENABLED"] = False
+    assert client.post("/login", data=ALICE, headers=CROSS_SITE).status_code == 302
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        lambda: {"data": '{"filename": "x.bin", "chunks": 1}', "content_type": "text/plain"},
+        lambda: {"data": {"filename": "x.bin", "chunks": 1}},  # urlencoded
+        lambda: {"data": {"filename": (io.BytesIO(b"x"), "x.bin")},
+                 "content_type": "multipart/form-data"},
+    ],
+    ids=["text/plain", "urlencoded", "multipart"],
+)
+def test_the_upload_api_takes_only_json_which_no_cross_site_form_can_send(client, body):
+    client.post("/login", data=ALICE)
+    response = client.post("/uploads", headers=CROSS_SITE, **body())
+    assert response.status_code == 415
+    assert "application/json" in response.json["error"]
+    upload_id = client.post("/uploads", json={"filename": "x.bin"}).json["upload_id"]
+    assert client.put(f"/uploads/{upload_id}/chunks/1", data=b"x").status_code == 200
+    assert client.post(f"/uploads/{upload_id}/complete", headers=CROSS_SITE,
+                       **body()).status_code == 415
+    assert client.post(f"/uploads/{upload_id}/complete", json={"chunks": 1}).status_code == 200
