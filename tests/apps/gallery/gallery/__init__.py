@@ -66,7 +66,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if app.config["SESSION_TYPE"] == "redis":
         # Shared sessions. migrate's interface is Flask-Session's Redis one that also finds a
         # session exported from the old session folder, so nobody is logged out by the move.
-        from migrate.sessions.bridge import RedisSessionInterface
+        from migrate.sessions.interface import RedisSessionInterface
 
         client = redis.Redis.from_url(app.config["REDIS_URL"], socket_timeout=5)
         app.session_interface = RedisSessionInterface.from_config(app, client)
