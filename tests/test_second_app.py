@@ -282,12 +282,15 @@ def test_migrate_the_second_app(host: Host, stores, tmp_path: Path) -> None:
     assert "UPLOAD_FOLDER" not in settings and "SESSION_FILE_DIR" not in settings
 
     # 6. Roll: the before-instance stops; what it wrote meanwhile is exported again (a re-run
-    #    copies only what is new); two after-instances start (same code, the new .env).
+    #    copies only what is new) and verified; two after-instances start (same code, the new
+    #    .env).
     host.stop(host.servers[0])
     again = host.migrate_json("export-files", str(uploads), "--to", target,
                               "--endpoint-url", endpoint, "--state-file", state_file)
     assert (again["uploaded"], again["skipped"], again["failed"]) == (1, 1, 0), again
     host.migrate_json("export-sessions", "--from", str(sessions_dir), "--redis", redis_url)
+    host.migrate("verify", "files", str(uploads), "--to", target, "--endpoint-url", endpoint)
+    host.migrate("verify", "sessions", "--from", str(sessions_dir), "--redis", redis_url)
     a, b = host.gunicorn("after-a"), host.gunicorn("after-b")
 
     # What alice notices: nothing. Same cookie, logged in on both, her photos on both.
