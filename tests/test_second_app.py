@@ -325,6 +325,7 @@ def test_migrate_the_second_app(host: Host, stores, tmp_path: Path) -> None:
     assert (uploads / first["path"]).read_bytes() == PHOTO and any(sessions_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_db_history_round_trip(tmp_path: Path, database_url: str, gallery) -> None:
     """The app's alembic history through `migrate db` both ways: a create_all database is
     stamped and upgraded to keys; downgrade gives every row its path back."""
