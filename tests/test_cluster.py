@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,14 @@ def test_cli_cluster_up_serves_the_shop_and_ctrl_c_leaves_nothing() -> None:
     for url in urls:
         with pytest.raises(requests.ConnectionError):
             requests.get(url + "/healthz", timeout=2)
+
+
+def test_instances_on_one_host_share_no_gunicorn_control_socket() -> None:
+    from migrate.procs import gunicorn_command
+
+    command = gunicorn_command("app:create_app()", "127.0.0.1:8001")
+    help_text = subprocess.run([sys.executable, "-m", "gunicorn", "--help"], text=True,
+                               capture_output=True, timeout=60).stdout
+    # Where gunicorn has a control socket (27+), each instance runs without one.
+    assert ("--no-control-socket" in command) == ("--no-control-socket" in help_text)
+    assert command[-1] == "app:create_app()"

@@ -25,6 +25,7 @@ from dotenv import dotenv_values
 from sqlalchemy import create_engine, inspect, text
 
 from migrate.harness.stores import free_port, s3_client
+from migrate.procs import gunicorn_command
 
 APP_DIR = Path(__file__).parent / "apps" / "gallery"
 SECRET = "gallery-secret-0123456789abcdef"
@@ -125,8 +126,7 @@ class Host:
     def gunicorn(self, name: str) -> str:
         """One instance of the app (one worker), configured by the folder's .env; its URL."""
         port = free_port()
-        command = [sys.executable, "-m", "gunicorn", "--workers", "1",
-                   "--bind", f"127.0.0.1:{port}", *_NO_CONTROL_SOCKET, "gallery:create_app()"]
+        command = gunicorn_command("gallery:create_app()", f"127.0.0.1:{port}")
         with open(self.logs / f"{name}.log", "ab") as log:
             server = subprocess.Popen(command, cwd=self.root, env=self.env, stdout=log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -156,17 +156,6 @@ class Host:
     def stop_all(self) -> None:
         for server in self.servers:
             self.stop(server)
-
-
-def _gunicorn_options() -> list[str]:
-    # Recent gunicorn opens a control socket at one path under $HOME: two instances on one
-    # host must not share it.
-    help_text = subprocess.run([sys.executable, "-m", "gunicorn", "--help"], text=True,
-                               capture_output=True, timeout=30).stdout
-    return ["--no-control-socket"] if "--no-control-socket" in help_text else []
-
-
-_NO_CONTROL_SOCKET = _gunicorn_options()
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ import pytest
 import redis
 import requests
 
+from migrate.procs import gunicorn_command
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -213,8 +215,8 @@ class Processes:
         env = {**os.environ, **env, "INSTANCE_NAME": name,
                "INSTANCE_PATH": str(self.folder / name)}
         env.pop("AWS_CA_BUNDLE", None)
-        self.start(name, [sys.executable, "-m", "gunicorn", "-w", "1", "--timeout", "60",
-                          "-b", f"127.0.0.1:{port}", f"{module}:create_app()"], env)
+        self.start(name, gunicorn_command(f"{module}:create_app()", f"127.0.0.1:{port}",
+                                          "--timeout", "60"), env)
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: requests.get(url + "/healthz", timeout=1).ok, f"{name} did not start")
         return url

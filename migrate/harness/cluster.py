@@ -19,6 +19,7 @@ from types import TracebackType
 
 from migrate.errors import ConnectionFailure, UsageError
 from migrate.harness.stores import LIVE, free_port, log_tail, spawn
+from migrate.procs import gunicorn_command
 
 APPS = {
     "stateful": "sample_stateful_app:create_app()",
@@ -262,9 +263,8 @@ class Cluster:
         folder = self.run_dir / inst.name
         folder.mkdir(parents=True, exist_ok=True)
         spec = APPS.get(inst.app, inst.app)
-        command = [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind",
-                   f"127.0.0.1:{inst.port}", "--graceful-timeout", "5", "--timeout", "60",
-                   spec]
+        command = gunicorn_command(spec, f"127.0.0.1:{inst.port}", "--graceful-timeout", "5",
+                                   "--timeout", "60")
         env = self._child_env(INSTANCE_NAME=inst.name, INSTANCE_PATH=str(folder))
         inst.process = self._popen(command, f"{inst.name}.log", env)
 
