@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -22,11 +23,11 @@ from flask import (
     url_for,
 )
 from sqlalchemy import select
-from werkzeug.security import check_password_hash
+from werkzeug.security import check_password_hash, safe_join
 from werkzeug.urls import iri_to_uri
 
 from .db import Order, User, get_db
-from .names import clean_filename, stream_size
+from .names import HEAD, clean_filename, served_as, stream_size, uploaded_image_type
 
 bp = Blueprint("auth", __name__)
 
@@ -143,6 +144,7 @@ def upload_avatar():
     filename = clean_filename(upload.filename)
     if stream_size(upload.stream) > current_app.config["AVATAR_MAX_BYTES"]:
         abort(413)
+    uploaded_image_type(upload.stream)
     user = current_user()
     relative = f"avatars/{user.id}/{filename}"
     # The avatar goes to this host's disk: other instances will not find it.
@@ -160,4 +162,17 @@ def avatar():
     user = current_user()
     if not user.avatar_path:
         abort(404, "No avatar uploaded yet.")
-    return send_from_directory(current_app.config["UPLOAD_FOLDER"], user.avatar_path)
+    return send_stored(user.avatar_path, "avatar", image=True)
+
+
+def send_stored(path: str, filename: str, image: bool = False) -> Response:
+    """Send a stored file: an avatar as the image it is, anything else as a download."""
+    folder = current_app.config["UPLOAD_FOLDER"]
+    full = safe_join(folder, path)
+    if full is None or not os.path.isfile(full):
+        abort(404, "That file is gone from storage.")
+    with open(full, "rb") as stored:
+        mimetype, headers = served_as(stored.read(HEAD), filename, image)
+    response = send_from_directory(folder, path, mimetype=mimetype)
+    response.headers.update(headers)
+    return response

@@ -13,10 +13,10 @@ import os
 import shutil
 import uuid
 
-from flask import Blueprint, abort, current_app, request, send_from_directory, session
+from flask import Blueprint, abort, current_app, request, session
 from sqlalchemy import select
 
-from .auth import login_required
+from .auth import login_required, send_stored
 from .db import File, get_db
 from .names import clean_filename
 
@@ -123,6 +123,4 @@ def download(file_id: str):
     )
     if record is None:
         abort(404, f"No file {file_id!r}.")
-    return send_from_directory(
-        current_app.config["UPLOAD_FOLDER"], record.path, download_name=record.filename
-    )
+    return send_stored(record.path, record.filename)

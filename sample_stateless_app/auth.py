@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import hmac
+import itertools
 import re
 import secrets
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
@@ -21,11 +22,12 @@ from flask import (
     url_for,
 )
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash
 from werkzeug.urls import iri_to_uri
 
 from .db import Order, User, get_db
-from .names import clean_filename, stream_size
+from .names import HEAD, clean_filename, served_as, stream_size, uploaded_image_type
 from .stores import bucket, s3_client
 
 bp = Blueprint("auth", __name__)
@@ -143,11 +145,12 @@ def upload_avatar():
     filename = clean_filename(upload.filename)
     if stream_size(upload.stream) > current_app.config["AVATAR_MAX_BYTES"]:
         abort(413)
+    mimetype = uploaded_image_type(upload.stream)
     user = current_user()
     key = f"avatars/{user.id}/{filename}"
     # The avatar goes to object storage, where every instance finds it.
     s3_client().upload_fileobj(
-        upload.stream, bucket(), key, ExtraArgs={"ContentType": upload.mimetype}
+        upload.stream, bucket(), key, ExtraArgs={"ContentType": mimetype}
     )
     user.avatar_key = key
     get_db().commit()
@@ -160,18 +163,23 @@ def avatar():
     user = current_user()
     if not user.avatar_key:
         abort(404, "No avatar uploaded yet.")
-    return stream_object(user.avatar_key)
+    return send_stored(user.avatar_key, "avatar", image=True)
 
 
-def stream_object(key: str, download_name: str | None = None) -> Response:
-    """Send an object's bytes from storage, streamed, never held whole in memory."""
+def send_stored(key: str, filename: str, image: bool = False) -> Response:
+    """Send a stored file: an avatar as the image it is, anything else as a download."""
     try:
         obj = s3_client().get_object(Bucket=bucket(), Key=key)
     except s3_client().exceptions.NoSuchKey:
         abort(404, "That file is gone from storage.")
-    headers = {"Content-Length": str(obj["ContentLength"])}
-    if download_name:
-        headers["Content-Disposition"] = f"inline; filename*=UTF-8''{quote(download_name)}"
-    return Response(
-        obj["Body"].iter_chunks(64 * 1024), mimetype=obj.get("ContentType"), headers=headers
-    )
+    body = obj["Body"]
+    head = body.read(HEAD)
+    try:
+        mimetype, headers = served_as(head, filename, image)
+    except HTTPException:
+        body.close()
+        raise
+    headers["Content-Length"] = str(obj["ContentLength"])
+    # Streamed, never held whole in memory.
+    chunks = itertools.chain([head], body.iter_chunks(64 * 1024))
+    return Response(chunks, mimetype=mimetype, headers=headers)

@@ -1,4 +1,5 @@
-"""Upload file names: refuse paths, keep plain names."""
+"""Uploaded files: plain names, sizes, image types, and the headers a stored file is
+sent with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import unicodedata
 from typing import IO
 
 from flask import abort
+from werkzeug.datastructures import Headers
 from werkzeug.utils import secure_filename
 
 
@@ -26,3 +28,47 @@ def stream_size(stream: IO[bytes]) -> int:
     size = stream.tell()
     stream.seek(0)
     return size
+
+
+# The image types an avatar may be, known by a file's first bytes, never by its name or the
+# type the browser claims: any other file (HTML, SVG, ...) shown by this site could run
+# script as this site.
+IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+HEAD = 16  # bytes enough to tell the types apart
+
+
+def image_type(head: bytes) -> str | None:
+    """The image type a file's first bytes show (PNG, JPEG, GIF or WebP), or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for magic, kind in IMAGE_SIGNATURES if head.startswith(magic)), None)
+
+
+def uploaded_image_type(stream: IO[bytes]) -> str:
+    """An uploaded avatar's image type, leaving the stream at the start; a 400 if none."""
+    kind = image_type(stream.read(HEAD))
+    stream.seek(0)
+    if kind is None:
+        abort(400, "An avatar must be a PNG, JPEG, GIF or WebP image: this file is none of them.")
+    return kind
+
+
+def served_as(head: bytes, filename: str, image: bool) -> tuple[str, Headers]:
+    """The type and headers to send a stored file with, given its first bytes: an avatar
+    (``image``) only as the image those bytes show, inline; any other file as a download
+    that the browser never renders. Either way the browser may not guess another type."""
+    if image:
+        mimetype = image_type(head)
+        if mimetype is None:  # stored before avatars were checked, or copied in since
+            abort(404, "Your avatar is not an image: upload a PNG, JPEG, GIF or WebP.")
+        kind, filename = "inline", "avatar." + mimetype.removeprefix("image/")
+    else:
+        mimetype, kind = "application/octet-stream", "attachment"
+    headers = Headers({"X-Content-Type-Options": "nosniff"})
+    headers.set("Content-Disposition", kind, filename=filename)
+    return mimetype, headers

@@ -18,7 +18,7 @@ import uuid
 from flask import Blueprint, abort, request, session
 from sqlalchemy import select
 
-from .auth import login_required, stream_object
+from .auth import login_required, send_stored
 from .db import File, get_db
 from .names import clean_filename
 from .stores import bucket, redis_client, s3_client
@@ -133,4 +133,4 @@ def download(file_id: str):
     )
     if record is None:
         abort(404, f"No file {file_id!r}.")
-    return stream_object(record.key, download_name=record.filename)
+    return send_stored(record.key, record.filename)

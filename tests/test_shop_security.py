@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 
 import pytest
 
-from tests.test_shop import AVATAR, cart_lines, marker
+from tests.test_shop import AVATAR, cart_lines, marker, upload_avatar
 
 ALICE = {"username": "alice", "password": "wonderland"}
 
@@ -238,3 +239,94 @@ def test_the_upload_api_takes_only_json_which_no_cross_site_form_can_send(client
     assert client.post(f"/uploads/{upload_id}/complete", headers=CROSS_SITE,
                        **body()).status_code == 415
     assert client.post(f"/uploads/{upload_id}/complete", json={"chunks": 1}).status_code == 200
+
+
+# --- 10. avatars are images, files are downloads ------------------------------------------
+
+IMAGES = {
+    "png": AVATAR,
+    "jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + bytes(200),
+    "gif": b"GIF89a" + bytes(200),
+    "webp": b"RIFF" + (208).to_bytes(4, "little") + b"WEBPVP8 " + bytes(200),
+}
+NOT_IMAGES = {
+    "html": b"<!doctype html><script>fetch('/checkout', {method: 'POST'})</script>",
+    "svg": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+    "pdf": b"%PDF-1.7\n" + bytes(100),
+    "short png signature": b"\x89PNG\r\n",
+    "riff that is not webp": b"RIFF" + bytes(4) + b"WAVEfmt " + bytes(100),
+    "empty": b"",
+}
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+
+
+def disposition(response) -> tuple[str, dict[str, str]]:
+    from werkzeug.http import parse_options_header
+
+    return parse_options_header(response.headers.get("Content-Disposition", ""))
+
+
+@pytest.mark.parametrize("kind", IMAGES)
+def test_an_avatar_is_served_as_the_image_its_bytes_show(client, kind):
+    client.post("/login", data=ALICE)
+    # Whatever the name and the type the browser claims: the bytes decide.
+    response = client.post("/account/avatar", content_type="multipart/form-data",
+                           data={"avatar": (io.BytesIO(IMAGES[kind]), "me.html", "text/html")})
+    assert response.status_code == 302
+    served = client.get("/account/avatar")
+    assert served.data == IMAGES[kind]
+    assert served.mimetype == f"image/{kind}"
+    assert served.headers.get(NOSNIFF[0]) == NOSNIFF[1]
+    assert disposition(served) == ("inline", {"filename": f"avatar.{kind}"})
+
+
+@pytest.mark.parametrize("kind", NOT_IMAGES)
+def test_an_avatar_that_is_not_an_image_is_refused_and_the_old_one_kept(client, kind):
+    client.post("/login", data=ALICE)
+    upload_avatar(client)
+    response = client.post("/account/avatar", content_type="multipart/form-data",
+                           data={"avatar": (io.BytesIO(NOT_IMAGES[kind]), "me.png", "image/png")})
+    assert response.status_code == 400
+    assert marker(response.data, "error") == (
+        "An avatar must be a PNG, JPEG, GIF or WebP image: this file is none of them.")
+    assert client.get("/account/avatar").data == AVATAR
+
+
+def test_an_avatar_stored_before_the_check_is_never_served_as_a_page(app, client):
+    # An HTML "avatar" uploaded before avatars were checked (or copied over by a migration).
+    page = NOT_IMAGES["html"]
+    with app.app_context():
+        if app.import_name == "sample_stateful_app":
+            from sample_stateful_app.db import User, get_db
+
+            folder = os.path.join(app.config["UPLOAD_FOLDER"], "avatars", "1")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "old.html"), "wb") as f:
+                f.write(page)
+            get_db().get(User, 1).avatar_path = "avatars/1/old.html"
+        else:
+            from sample_stateless_app.db import User, get_db
+            from sample_stateless_app.stores import bucket, s3_client
+
+            s3_client().put_object(Bucket=bucket(), Key="avatars/1/old.html", Body=page,
+                                   ContentType="text/html")
+            get_db().get(User, 1).avatar_key = "avatars/1/old.html"
+        get_db().commit()
+    client.post("/login", data=ALICE)
+    served = client.get("/account/avatar")
+    assert served.status_code == 404
+    assert page not in served.data
+    assert "not an image" in marker(served.data, "error")
+
+
+def test_an_uploaded_file_is_a_download_never_a_page(client):
+    client.post("/login", data=ALICE)
+    page = NOT_IMAGES["html"]
+    upload_id = client.post("/uploads", json={"filename": "page.html"}).json["upload_id"]
+    client.put(f"/uploads/{upload_id}/chunks/1", data=page)
+    file_id = client.post(f"/uploads/{upload_id}/complete", json={"chunks": 1}).json["file_id"]
+    served = client.get(f"/files/{file_id}")
+    assert served.status_code == 200 and served.data == page
+    assert served.mimetype == "application/octet-stream"
+    assert served.headers.get(NOSNIFF[0]) == NOSNIFF[1]
+    assert disposition(served) == ("attachment", {"filename": "page.html"})
