@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from .auth import login_required, send_stored
 from .db import File, get_db
-from .names import clean_filename
+from .names import clean_filename, read_body
 
 bp = Blueprint("uploads", __name__)
 
@@ -81,8 +81,9 @@ def put_chunk(upload_id: str, number: int):
     # Chunks arrive in order; re-sending one already received replaces it (a client retry).
     if not 1 <= number <= expected:
         abort(409, f"Chunk {number} is out of order: send chunk {expected} next.")
+    data = read_body()  # all of it before the file is opened: a 413 leaves no part behind
     with open(os.path.join(folder, f"{number:05d}.part"), "wb") as out:
-        out.write(request.get_data())
+        out.write(data)
     return {"received": number}
 
 

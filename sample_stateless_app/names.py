@@ -7,7 +7,7 @@ import os
 import unicodedata
 from typing import IO
 
-from flask import abort
+from flask import abort, current_app, request
 from werkzeug.datastructures import Headers
 from werkzeug.utils import secure_filename
 
@@ -29,6 +29,30 @@ def stream_size(stream: IO[bytes]) -> int:
     stream.seek(0)
     return size
 
+
+
+def read_body() -> bytes:
+    """The whole request body, read with a bound: a 413 when it is longer than
+    MAX_CONTENT_LENGTH, never a body silently cut there."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None:
+        stream = request.stream  # werkzeug refused a longer Content-Length already
+    elif "wsgi.input_terminated" in request.environ:
+        # Transfer-Encoding: chunked, decoded by the server (gunicorn, werkzeug's). werkzeug's
+        # stream stops at the limit without a word; read the server's own, one byte past it.
+        stream = request.environ["wsgi.input"]
+    elif "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        # This server hands the app no chunked body at all: never take it for an empty one.
+        abort(411, "This server cannot read a chunked body: send it with a Content-Length.")
+    else:
+        return b""
+    body = bytearray()
+    while len(body) <= limit:
+        data = stream.read(min(64 * 1024, limit + 1 - len(body)))
+        if not data:
+            return bytes(body)
+        body += data
+    abort(413)
 
 # The image types an avatar may be, known by a file's first bytes, never by its name or the
 # type the browser claims: any other file (HTML, SVG, ...) shown by this site could run

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from .auth import login_required, send_stored
 from .db import File, get_db
-from .names import clean_filename
+from .names import clean_filename, read_body
 from .stores import bucket, redis_client, s3_client
 
 bp = Blueprint("uploads", __name__)
@@ -89,7 +89,7 @@ def put_chunk(upload_id: str, number: int):
     # Chunks arrive in order; re-sending one already received replaces it (a client retry).
     if not 1 <= number <= expected:
         abort(409, f"Chunk {number} is out of order: send chunk {expected} next.")
-    data = request.get_data()
+    data = read_body()
     part = s3_client().upload_part(
         Bucket=bucket(), Key=state["key"], UploadId=state["multipart_id"],
         PartNumber=number, Body=data,

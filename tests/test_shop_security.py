@@ -330,3 +330,70 @@ def test_an_uploaded_file_is_a_download_never_a_page(client):
     assert served.mimetype == "application/octet-stream"
     assert served.headers.get(NOSNIFF[0]) == NOSNIFF[1]
     assert disposition(served) == ("attachment", {"filename": "page.html"})
+
+
+# --- 11. a chunk is never cut short -------------------------------------------------------
+
+LIMIT = 4096  # MAX_CONTENT_LENGTH for these tests (the shops' own is 6 MiB)
+
+
+def put_chunked(client, path: str, data: bytes, server_decodes: bool = True):
+    """A PUT sent with ``Transfer-Encoding: chunked`` (no Content-Length), as a streaming
+    client sends it. gunicorn and werkzeug's server decode it and set wsgi.input_terminated."""
+    extra = {"wsgi.input_terminated": True} if server_decodes else {}
+    return client.put(path, input_stream=io.BytesIO(data), environ_overrides=extra,
+                      headers={"Transfer-Encoding": "chunked"})
+
+
+@pytest.fixture
+def upload_id(app, client) -> str:
+    app.config["MAX_CONTENT_LENGTH"] = LIMIT
+    client.post("/login", data=ALICE)
+    return client.post("/uploads", json={"filename": "data.bin"}).json["upload_id"]
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_nothing_is_kept(client, upload_id):
+    response = put_chunked(client, f"/uploads/{upload_id}/chunks/1", b"x" * (LIMIT + 1))
+    assert response.status_code == 413
+    assert response.json == {"error": "That file is too large."}
+    done = client.post(f"/uploads/{upload_id}/complete", json={"chunks": 1})
+    assert done.status_code == 400 and "Chunk 1 is missing" in done.json["error"]
+
+
+def test_a_chunked_body_up_to_the_limit_arrives_whole(client, upload_id):
+    parts = [bytes(range(256)) * (LIMIT // 256), b"tail"]
+    for n, part in enumerate(parts, 1):
+        response = put_chunked(client, f"/uploads/{upload_id}/chunks/{n}", part)
+        assert response.json == {"received": n}
+    done = client.post(f"/uploads/{upload_id}/complete", json={"chunks": 2}).json
+    assert done["size"] == LIMIT + 4
+    assert client.get(f"/files/{done['file_id']}").data == b"".join(parts)
+
+
+def test_a_chunked_body_the_server_cannot_read_is_refused_not_taken_as_empty(client, upload_id):
+    response = put_chunked(client, f"/uploads/{upload_id}/chunks/1", b"data",
+                           server_decodes=False)
+    assert response.status_code == 411
+    assert "Content-Length" in response.json["error"]
+    assert client.post(f"/uploads/{upload_id}/complete", json={"chunks": 1}).status_code == 400
+
+
+def test_a_chunked_body_over_the_limit_is_413_over_real_http(app, client, upload_id):
+    import requests
+
+    from tests.test_sessions_support import HttpServer
+
+    server = HttpServer(app)
+    try:
+        http = requests.Session()
+        http.cookies.set("session", client.get_cookie("session").value)
+        url = f"{server.url}/uploads/{upload_id}/chunks/1"
+        # A generator body: requests streams it with Transfer-Encoding: chunked.
+        response = http.put(url, data=(b"x" * 1024 for _ in range(5)), timeout=30)
+        assert response.status_code == 413
+        response = http.put(url, data=(b"y" * 1024 for _ in range(4)), timeout=30)
+        assert response.json() == {"received": 1}
+    finally:
+        server.stop()
+    done = client.post(f"/uploads/{upload_id}/complete", json={"chunks": 1}).json
+    assert done["size"] == LIMIT
