@@ -9,7 +9,7 @@ from flask import Flask
 from flask_session import Session
 
 from . import auth, db, errors, health, shop, uploads
-from .config import load_config
+from .config import check_required, load_config
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -22,6 +22,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(load_config(app.instance_path))
     if test_config:
         app.config.from_mapping(test_config)
+    check_required(app.config)
     os.makedirs(app.config["UPLOAD_FOLDER"], exist_ok=True)
 
     # Sessions live in this process's memory: another instance has never heard of them.

@@ -23,7 +23,7 @@ from flask import (
     url_for,
 )
 from sqlalchemy import select
-from werkzeug.security import check_password_hash, safe_join
+from werkzeug.security import check_password_hash, generate_password_hash, safe_join
 from werkzeug.urls import iri_to_uri
 
 from .db import Order, User, get_db
@@ -97,13 +97,22 @@ def as_a_browser_reads(url: str) -> str:
     return re.sub(r"[\t\n\r]", "", url.lstrip(C0_AND_SPACE)).replace("\\", "/")
 
 
+@functools.cache
+def dummy_password_hash() -> str:
+    """A hash made as the users' are, of a password nobody knows: an unknown user's check."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "POST":
         username = request.form.get("username", "")
         user = get_db().scalar(select(User).where(User.username == username))
         password = request.form.get("password", "")
-        if user is None or not check_password_hash(user.password_hash, password):
+        # An unknown user costs a hash check too: how long a login takes says nothing about
+        # which user names exist.
+        stored = user.password_hash if user is not None else dummy_password_hash()
+        if not check_password_hash(stored, password) or user is None:
             flash("Wrong user name or password.")
             return render_template("login.html"), 401
         # A new session id at login: a sid planted before login is worth nothing after it.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from dotenv import dotenv_values
+
+log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": "dev",
@@ -28,6 +31,11 @@ DEFAULTS: dict[str, Any] = {
     "MIGRATE_BRIDGE_TOKEN": None,
     "MIGRATE_BRIDGE_REDIS_URL": None,
 }
+SECRET_HELP = ("set one shared random value in the environment or .env "
+               "(python -c 'import secrets; print(secrets.token_hex(32))')")
+DEV_SECRETS = {"dev", "development", "secret", "changeme", "change-me", "secret-key",
+               "secret_key", "your-secret-key", "super-secret", "supersecret"}
+MIN_SECRET_LENGTH = 32
 INTS = {"PERMANENT_SESSION_LIFETIME", "MAX_CONTENT_LENGTH", "AVATAR_MAX_BYTES"}
 
 
@@ -46,3 +54,22 @@ def load_config(instance_path: str) -> dict[str, Any]:
     )
     config["UPLOAD_FOLDER"] = config["UPLOAD_FOLDER"] or os.path.join(instance_path, "uploads")
     return config
+
+
+def check_required(config: dict[str, Any]) -> None:
+    """Nothing is required of the before-shop: it starts on one host with its defaults, and a
+    weak SECRET_KEY (its default "dev" included) only earns a warning."""
+    weak = weak_secret_key(config["SECRET_KEY"] or "")
+    if weak:
+        log.warning("SECRET_KEY %s: fine on a laptop, never in production; %s", weak, SECRET_HELP)
+
+
+def weak_secret_key(key: str) -> str | None:
+    """What makes ``key`` unfit to sign sessions with (anyone could guess it), or None."""
+    if key.strip().lower() in DEV_SECRETS:
+        return "is a development value"
+    if len(key) < MIN_SECRET_LENGTH:
+        return f"is too short ({len(key)} of at least {MIN_SECRET_LENGTH} characters)"
+    if len(set(key)) < 8:
+        return "repeats too few characters to be random"
+    return None

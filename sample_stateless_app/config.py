@@ -28,13 +28,16 @@ DEFAULTS: dict[str, Any] = {
     "AVATAR_MAX_BYTES": 1024 * 1024,
     "INSTANCE_NAME": None,
 }
+SECRET_HELP = ("set one shared random value in the environment or .env "
+               "(python -c 'import secrets; print(secrets.token_hex(32))')")
 REQUIRED = {
-    "SECRET_KEY": "set one shared random value in the environment or .env "
-    "(python -c 'import secrets; print(secrets.token_hex(32))')",
+    "SECRET_KEY": SECRET_HELP,
     "REDIS_URL": "point it at the shared Redis, e.g. redis://127.0.0.1:6379/0",
     "DATABASE_URL": "point it at the shared database, e.g. postgresql+psycopg://host/shop",
 }
-DEV_SECRETS = {"dev", "development", "secret", "changeme", "change-me"}
+DEV_SECRETS = {"dev", "development", "secret", "changeme", "change-me", "secret-key",
+               "secret_key", "your-secret-key", "super-secret", "supersecret"}
+MIN_SECRET_LENGTH = 32
 INTS = {"PERMANENT_SESSION_LIFETIME", "MAX_CONTENT_LENGTH", "AVATAR_MAX_BYTES"}
 
 
@@ -56,5 +59,18 @@ def check_required(config: dict[str, Any]) -> None:
     for key, why in REQUIRED.items():
         if not config.get(key):
             raise RuntimeError(f"{key} is not set: {why}")
-    if config["SECRET_KEY"] in DEV_SECRETS:
-        raise RuntimeError(f"SECRET_KEY is a development value: {REQUIRED['SECRET_KEY']}")
+    weak = weak_secret_key(config["SECRET_KEY"])
+    if weak:
+        # Anyone who guesses the key signs a session cookie of their choosing: refuse to start.
+        raise RuntimeError(f"SECRET_KEY {weak}: {SECRET_HELP}")
+
+
+def weak_secret_key(key: str) -> str | None:
+    """What makes ``key`` unfit to sign sessions with (anyone could guess it), or None."""
+    if key.strip().lower() in DEV_SECRETS:
+        return "is a development value"
+    if len(key) < MIN_SECRET_LENGTH:
+        return f"is too short ({len(key)} of at least {MIN_SECRET_LENGTH} characters)"
+    if len(set(key)) < 8:
+        return "repeats too few characters to be random"
+    return None

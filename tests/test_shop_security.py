@@ -397,3 +397,74 @@ def test_a_chunked_body_over_the_limit_is_413_over_real_http(app, client, upload
         server.stop()
     done = client.post(f"/uploads/{upload_id}/complete", json={"chunks": 1}).json
     assert done["size"] == LIMIT
+
+
+# --- 12. secret key, user enumeration -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key,why",
+    [
+        ("x", "is too short (1 of at least 32 characters)"),
+        ("0123456789abcdef0123456789abcde", "is too short (31 of at least 32 characters)"),
+        ("dev", "is a development value"),
+        ("Change-Me", "is a development value"),
+        ("x" * 40, "repeats too few characters to be random"),
+    ],
+)
+def test_the_after_shop_refuses_a_weak_secret_key_in_one_line(stores, key, why):
+    from sample_stateless_app import create_app
+    from tests.test_stateless_app import config
+
+    with pytest.raises(RuntimeError) as refused:
+        create_app(config(stores, SECRET_KEY=key))
+    message = str(refused.value)
+    assert message.startswith(f"SECRET_KEY {why}") and "\n" not in message
+    assert "secrets.token_hex(32)" in message  # the fix
+
+
+def test_the_after_shop_starts_with_a_random_32_character_key(stores):
+    import secrets
+
+    from sample_stateless_app import create_app
+    from tests.test_stateless_app import config
+
+    assert create_app(config(stores, SECRET_KEY=secrets.token_hex(16))).secret_key
+
+
+def test_the_before_shop_keeps_its_dev_key_but_warns(tmp_path, caplog, monkeypatch):
+    from sample_stateful_app import create_app
+
+    monkeypatch.setenv("ENV_FILE", str(tmp_path / "absent.env"))
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    base = {"DATABASE_URL": f"sqlite:///{tmp_path / 'shop.db'}",
+            "UPLOAD_FOLDER": str(tmp_path / "up")}
+    with caplog.at_level("WARNING"):
+        app = create_app(base)
+    assert app.secret_key == "dev"
+    warned = [r.getMessage() for r in caplog.records if "SECRET_KEY" in r.getMessage()]
+    assert len(warned) == 1 and "is a development value" in warned[0]
+    assert "secrets.token_hex(32)" in warned[0]
+    caplog.clear()
+    create_app({**base, "SECRET_KEY": "0123456789abcdef" * 2})
+    assert not [r for r in caplog.records if "SECRET_KEY" in r.getMessage()]
+
+
+def test_login_takes_as_long_for_an_unknown_user_as_for_a_known_one(client):
+    import statistics
+    import time
+
+    def seconds(username: str) -> float:
+        started = time.perf_counter()
+        response = client.post("/login", data={"username": username, "password": "not-it"})
+        took = time.perf_counter() - started
+        assert response.status_code == 401
+        return took
+
+    seconds("nobody"), seconds("alice")  # warm up
+    known, unknown = [], []
+    for _ in range(20):  # interleaved: a busy moment on the machine slows both alike
+        known.append(seconds("alice"))
+        unknown.append(seconds("nobody"))
+    ratio = statistics.median(known) / statistics.median(unknown)
+    assert 0.5 < ratio < 2, f"known/unknown user: {ratio:.1f}x"
