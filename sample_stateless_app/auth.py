@@ -67,9 +67,10 @@ def check_csrf() -> None:
         return
     if request.blueprint == "uploads":
         return  # the JSON API: a cross-site form cannot send JSON (uploads.json_body)
-    # A browser sends Origin (or Sec-Fetch-Site) with every POST: such a request must carry
-    # the token that only this site's own pages show. A script sends neither header and
-    # cannot act with a victim's cookie, so only CSRF_STRICT asks it for the token too.
+    # Browsers send Origin with every POST (and Sec-Fetch-Site): such a request must carry
+    # the token that only this site's own pages show. A script sends neither header and holds
+    # no victim's cookie, so only CSRF_STRICT asks it for the token too. (A browser too old
+    # to send Origin is left to SameSite=Lax, which keeps the cookie off a cross-site POST.)
     from_a_browser = "Origin" in request.headers or "Sec-Fetch-Site" in request.headers
     if not from_a_browser and not config["CSRF_STRICT"]:
         return
