@@ -8,6 +8,7 @@ and printed as one line. One module per command group; importing it registers it
 from migrate.cli import (  # noqa: F401
     db,
     demo,
+    deploy,
     files,
     instances,
     runbook,
