@@ -218,10 +218,10 @@ def _command(where: str, value: Any) -> list[str]:
         words = shlex.split(value) if isinstance(value, str) else _strings(where, "worker", value)
     except ValueError as exc:
         raise UsageError(f"{where}: worker {value!r} does not parse ({exc})") from None
-    bad = [w for w in words if not _WORD.match(w)]
+    bad = [w for w in ([value] if isinstance(value, str) else words) if not _WORD.match(w)]
     if bad:
-        raise UsageError(f"{where}: worker word {bad[0]!r} holds a control character; write "
-                         "the command on one line")
+        raise UsageError(f"{where}: worker {bad[0]!r} holds a control character: write the "
+                         "command on one line")
     return words
 
 
