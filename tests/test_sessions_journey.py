@@ -17,7 +17,7 @@ from tests import test_sessions_support as support
 pytestmark = pytest.mark.slow
 redis_server = support.redis_server
 TOKEN = "journey-bridge-token"
-SECRET = "journey-secret-0123456789abcdef"
+SECRET = "journey-secret-key-0123456789abcdef"
 
 
 @pytest.fixture

@@ -165,7 +165,8 @@ def test_s3_endpoint_refusing_credentials(env_file, s3_env, db_url, monkeypatch)
     assert env_file.read_text() == BEFORE
 
 
-@pytest.mark.parametrize("value", ["dev", "changeme", "short-key-123"])
+@pytest.mark.parametrize("value", ["dev", "changeme", "short-key-123",
+                                   "a-31-character-key-0123456789ab", "ab" * 20])
 def test_development_secret_key_refused(tmp_path: Path, value: str):
     path = tmp_path / ".env"
     path.write_text(f"SECRET_KEY={value}\nREDIS_URL=redis://h/0\nDATABASE_URL=sqlite://\n")

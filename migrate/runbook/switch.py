@@ -28,7 +28,10 @@ __all__ = ["KeyMapping", "Probe", "ProbesFailed", "RollbackResult", "SwitchResul
            "parse_s3", "quote", "rollback", "switch_config"]
 
 TARGETS = ("stateless",)
-DEV_SECRETS = {"dev", "development", "secret", "changeme", "change-me"}
+# What the after-app must not sign sessions with: guessable values, short or repetitive keys.
+DEV_SECRETS = {"dev", "development", "secret", "changeme", "change-me", "secret-key",
+               "secret_key", "your-secret-key", "super-secret", "supersecret"}
+MIN_SECRET_LENGTH = 32
 SECRET_HELP = "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
 _BACKUP_STAMP = "%Y%m%dT%H%M%SZ"
 
@@ -80,9 +83,11 @@ def check_secret_key(value: str | None, where: str) -> None:
     """Refuse a missing or development SECRET_KEY: every instance must sign with one key."""
     if not value:
         raise UsageError(f"SECRET_KEY is not set in {where}: {SECRET_HELP}")
-    if value.lower() in DEV_SECRETS or len(value) < 16:
-        raise UsageError(f"SECRET_KEY in {where} is a development value (or shorter than 16 "
-                         f"characters): {SECRET_HELP}")
+    if value.strip().lower() in DEV_SECRETS:
+        raise UsageError(f"SECRET_KEY in {where} is a development value: {SECRET_HELP}")
+    if len(value) < MIN_SECRET_LENGTH or len(set(value)) < 8:
+        raise UsageError(f"SECRET_KEY in {where} is too short or too repetitive to be random "
+                         f"(at least {MIN_SECRET_LENGTH} characters): {SECRET_HELP}")
 
 
 def parse_s3(s3_url: str | None) -> tuple[str | None, str | None]:
