@@ -67,7 +67,11 @@ def test_without_a_token_configured_there_is_no_bridge(start_before, fresh_redis
 def test_a_missing_or_wrong_token_gets_401(start_before, fresh_redis):
     server, _ = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN)
     shopper(server.url)
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+    tries = ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+             {"Authorization": "Bearer"}, {"Authorization": "Bearer "},
+             {"Authorization": "Bearer " + TOKEN[:-1]}, {"Authorization": "Bearer " + TOKEN[1:]},
+             {"Authorization": "Bearer " + TOKEN + "x"}, {"Authorization": "Basic " + TOKEN})
+    for headers in tries:  # empty, partial, prefix, longer: all refused
         response = requests.get(server.url + "/_migrate/sessions", headers=headers)
         assert response.status_code == 401 and "session" not in response.text.split()[0]
     code, out = run("export-sessions", "--from", server.url, "--redis", fresh_redis.url,
@@ -243,3 +247,18 @@ def test_a_long_stream_comes_in_pages_and_nothing_is_missed(tmp_path, fresh_redi
         server.stop()
     result = json.loads(out)
     assert code == 0 and (result["read"], result["written"]) == (7, 7), out
+
+
+@pytest.mark.parametrize("token", ["x", "short-token-15c"])
+def test_a_guessable_bridge_token_is_refused_at_start(tmp_path: Path, token: str):
+    from cachelib import SimpleCache
+    from flask import Flask
+    from flask_session import Session
+
+    from migrate.sessions.bridge import MigrationBridge
+
+    app = Flask("plain")
+    app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=SimpleCache())
+    Session(app)
+    with pytest.raises(ValueError, match="use at least 16"):
+        MigrationBridge(app, token=token)

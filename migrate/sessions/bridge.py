@@ -46,6 +46,7 @@ from migrate.sessions import compat
 from migrate.sessions.record import DEFAULT_PREFIX, Record, Serializer, iter_dump_lines, short_id
 from migrate.sessions.sources import directory_records
 
+MIN_TOKEN_LENGTH = 16
 log = logging.getLogger("migrate.sessions.bridge")
 
 
@@ -149,6 +150,12 @@ class MigrationBridge:
             self.source = CacheLibSource(interface.cache, getattr(interface, "key_prefix",
                                                                   DEFAULT_PREFIX))
         if token:
+            if len(token) < MIN_TOKEN_LENGTH:
+                # The token opens every live session: a short one is guessed (it is sent on
+                # every export request, so it must also be long enough to never be typed).
+                raise ValueError(f"MIGRATE_BRIDGE_TOKEN is {len(token)} characters: use at "
+                                 f"least {MIN_TOKEN_LENGTH}, e.g. python -c 'import secrets; "
+                                 "print(secrets.token_hex(16))'")
             app.register_blueprint(self._blueprint(token))
         if self.redis is None and redis_url:
             from migrate.sessions.target import redis_client
