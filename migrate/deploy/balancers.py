@@ -54,7 +54,7 @@ defaults
     timeout server {timeout}s
     timeout http-request 10s
     timeout check 3s
-    # A refused connection is retried, on another instance (never a 503 for a stopped one).
+    # Up to 3 more tries, each on another instance (never a 503 for a stopped one).
     retries 3
     option redispatch 1
 
@@ -65,6 +65,11 @@ frontend {spec.name}
 backend {spec.name}
     # Round robin, no stickiness: no cookie, no stick-table, no balance source.
     balance roundrobin
+    # A connection refused, or closed with no answer (an instance stopping as the request
+    # arrived), is tried again on another instance: any request on a refusal, but only a GET
+    # or HEAD once sent (a POST may have been processed).
+    retry-on conn-failure empty-response
+    http-request disable-l7-retry unless METH_GET
     option httpchk GET {spec.readiness}
     http-check expect status 200
     default-server check inter 2s fall 3 rise 2
