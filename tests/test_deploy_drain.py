@@ -28,8 +28,8 @@ import requests
 
 from migrate import config
 from migrate.deploy import load_spec, render
+from migrate.embedded import LIVE, free_port, log_tail, spawn
 from migrate.harness.journey import cart_lines
-from migrate.harness.stores import LIVE, free_port, log_tail, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_REQUESTS = 4000  # per client: the loops are bounded in count and in time
