@@ -274,3 +274,9 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path,
     run = CliRunner().invoke(cli, ["deploy", "nginx", "--out", str(tmp_path / "n"),
                                    "--app", "myapp:app"])
     assert run.exit_code == 2 and "no servers to balance" in run.output
+    monkeypatch.chdir(ROOT)  # a bad option is named as the option, not as the table's key
+    run = CliRunner().invoke(cli, ["deploy", "kubernetes", "--out", str(tmp_path / "k"),
+                                   "--replicas", "1"])
+    assert run.exit_code == 2 and run.output.startswith(
+        "error: --replicas: replicas must be from 2 to 1000, not 1")
+    assert not (tmp_path / "k").exists()

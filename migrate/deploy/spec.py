@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,32 +94,40 @@ def load_spec(tool: ToolConfig, **overrides: Any) -> DeploySpec:
     if unknown:
         raise UsageError(f"{where}: unknown key {unknown[0]!r}; the keys are "
                          f"{', '.join(sorted(KNOWN))}")
-    table.update({k: v for k, v in overrides.items() if v is not None and v != ()})
+    given = {k: v for k, v in overrides.items() if v is not None and v != ()}
+    table.update(given)
     app = table.get("app")
     if not app:
         raise UsageError(f"no app to deploy: pass --app module:create_app() or set app in "
                          f"{where}")
-    values: dict[str, Any] = {"app": _string(where, "app", app)}
-    values["name"] = (_string(where, "name", table["name"]) if "name" in table
+    src = _sources(where, set(given))
+    values: dict[str, Any] = {"app": _string(src("app"), "app", app)}
+    values["name"] = (_string(src("name"), "name", table["name"]) if "name" in table
                       else default_name(values["app"]))
     for key in _STRINGS - {"app", "name"}:
         if key in table:
-            values[key] = _string(where, key, table[key])
+            values[key] = _string(src(key), key, table[key])
     for key in _INTS:
         if key in table:
-            values[key] = _int(where, key, table[key])
+            values[key] = _int(src(key), key, table[key])
     if "worker" in table:
         values["worker"] = _command(where, table["worker"])
     if "secret_keys" in table:
         values["secret_keys"] = _strings(where, "secret_keys", table["secret_keys"])
     if "servers" in table:
-        values["servers"] = [s.strip() for item in _strings(where, "servers", table["servers"])
+        values["servers"] = [s.strip() for item in _strings(src("servers"), "servers",
+                                                            table["servers"])
                              for s in item.split(",") if s.strip()]
     if "config" in table:
         values["config"] = _config(where, table["config"])
     spec = DeploySpec(**values)
-    check(spec, where)
+    check(spec, where, options=set(given))
     return spec
+
+
+def _sources(where: str, options: set[str]) -> Callable[[str], str]:
+    """Where a key's value came from, for an error: its command-line option or the table."""
+    return lambda key: f"--{key.replace('_', '-')}" if key in options else where
 
 
 def default_name(app: str) -> str:
@@ -127,8 +136,12 @@ def default_name(app: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", module.lower()).strip("-")[:MAX_NAME] or "app"
 
 
-def check(spec: DeploySpec, where: str = TABLE) -> None:
-    """Raise UsageError (naming the key and what it may be) for a value unfit to render."""
+def check(spec: DeploySpec, where: str = TABLE, *, options: set[str] | None = None) -> None:
+    """Raise UsageError (naming the key and what it may be) for a value unfit to render.
+
+    ``options``: the keys given on the command line (named as such in the error).
+    """
+    src = _sources(where, options or set())
     rules = [
         ("name", spec.name, _NAME, "a DNS label: lower-case letters, digits and '-'"),
         ("app", spec.app, _APP, "a gunicorn app spec such as module:create_app()"),
@@ -144,17 +157,17 @@ def check(spec: DeploySpec, where: str = TABLE) -> None:
         rules.append(("secret", spec.secret, _NAME, "a DNS label"))
     for key, value, pattern, what in rules:
         if not pattern.match(value):
-            raise UsageError(f"{where}: {key} {value!r} is not {what}")
+            raise UsageError(f"{src(key)}: {key} {value!r} is not {what}")
     if len(spec.name) > MAX_NAME:
-        raise UsageError(f"{where}: name {spec.name!r} is over {MAX_NAME} characters")
+        raise UsageError(f"{src('name')}: name {spec.name!r} is over {MAX_NAME} characters")
     for key, (low, high) in _INTS.items():
         value = getattr(spec, key)
         if not low <= value <= high:
-            raise UsageError(f"{where}: {key} must be from {low} to {high}, not {value}"
+            raise UsageError(f"{src(key)}: {key} must be from {low} to {high}, not {value}"
                              + (" (one replica is a single point of failure)"
                                 if key == "replicas" else ""))
     if spec.max_replicas and spec.max_replicas < spec.replicas:
-        raise UsageError(f"{where}: max_replicas {spec.max_replicas} is below replicas "
+        raise UsageError(f"{src('replicas')}: max_replicas {spec.max_replicas} is below replicas "
                          f"{spec.replicas}")
     _check_keys(spec, where)
     for server in spec.servers:
