@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-_STATE = pytest.StashKey["_Parity"]()
-_CLIENTS = pytest.StashKey[list]()
-_OFFSETS = pytest.StashKey[list]()
-_OUTCOME = pytest.StashKey[dict]()
+from .stash import CLIENTS as _CLIENTS
+from .stash import OFFSETS as _OFFSETS
+from .stash import STATE as _STATE
 
 # (option, ini name, type, default, help); the ini value applies when the option is not given.
 _OPTIONS: list[tuple[str, str, str, Any, str]] = [

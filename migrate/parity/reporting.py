@@ -16,22 +16,22 @@ import pytest
 
 from migrate.errors import MigrateError
 
+from .stash import CLIENTS, OFFSETS
+
 LAST_REQUESTS = 8
 
 
 def annotate(parity: Any, item: pytest.Item, call: pytest.CallInfo, report: Any) -> None:
     """Add the instance sections to a failed report; shorten our own errors; record it."""
-    from .plugin import _CLIENTS, _OFFSETS
-
-    clients = item.stash.get(_CLIENTS, [])
+    clients = item.stash.get(CLIENTS, [])
     if call.excinfo is not None and call.excinfo.errisinstance(MigrateError):
         report.longrepr = f"{_where(item, call.excinfo)}: {call.excinfo.value}"
     requests = _request_lines(clients)
     if report.failed and requests:
         report.sections.append(("instances: the last requests, oldest first, and who answered",
                                 "\n".join(requests)))
-        if parity.instances is not None and _OFFSETS in item.stash:
-            logs = parity.instances.log_since(item.stash[_OFFSETS])
+        if parity.instances is not None and OFFSETS in item.stash:
+            logs = parity.instances.log_since(item.stash[OFFSETS])
             for name, text in logs.items():
                 report.sections.append((f"instances: {name} logged during the test", text))
     _record(parity, item, report, requests)
