@@ -44,10 +44,6 @@ class DeployResult:
     servers: list[str] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
 
-    @property
-    def written(self) -> int:
-        return 0 if self.dry_run else sum(f.status != "unchanged" for f in self.files)
-
 
 def render(target: str, spec: DeploySpec, out: str | os.PathLike[str], *,
            dry_run: bool = False) -> DeployResult:
