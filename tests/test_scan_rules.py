@@ -332,6 +332,125 @@ def test_secret_key_from_the_environment_is_fine(tmp_path):
     assert rules(result) == []
 
 
+def test_secret_key_from_a_helper_that_generates_and_caches_it(tmp_path):
+    """Issue 10, item 18: the key comes from a helper that makes one per host (cached to disk)."""
+    result = scan(tmp_path, FLASK + """
+        import os
+
+        def load_or_create_key(path):
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except OSError:
+                key = os.urandom(32)
+                with open(path, "wb") as f:
+                    f.write(key)
+                return key
+
+        app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or load_or_create_key(
+            os.path.join(app.instance_path, "secret_key"))
+    """)
+    assert rules(result) == [("secret-key-per-process", "app.py",
+                              line_of(tmp_path, 'app.config["SECRET_KEY"]'))]
+    finding = result.findings[0]
+    assert "load_or_create_key" in finding.message and "os.urandom" in finding.message
+    assert "file" in finding.message and "environment" in finding.fix
+
+
+def test_secret_key_from_a_helper_in_another_module(tmp_path):
+    """Item 18 across modules: ``from .keys import x``, ``keys.y()``, a chain of helpers."""
+    result = scan(tmp_path, keys="""
+        import secrets
+        import uuid
+
+        def generate():
+            return secrets.token_hex(32)
+
+        def _fresh():
+            return uuid.uuid4().hex
+
+        def make():
+            value = _fresh()
+            return value.encode()
+    """, config="""
+        from .keys import generate
+
+        class Config:
+            SECRET_KEY = generate()
+    """, app="""
+        from flask import Flask
+
+        from . import keys
+
+        def create_app():
+            app = Flask(__name__)
+            key = keys.make()
+            app.secret_key = key
+            return app
+    """)
+    assert rules(result) == [
+        ("secret-key-per-process", "app.py", line_of(tmp_path, "app.secret_key = key")),
+        ("secret-key-per-process", "config.py",
+         line_of(tmp_path, "SECRET_KEY = generate()", "config")),
+    ]
+    assert "uuid.uuid4" in result.findings[0].message
+    assert "secrets.token_hex" in result.findings[1].message
+
+
+def test_secret_key_in_a_local_name(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import os
+        import uuid
+
+        _KEY = uuid.uuid4().hex
+        app.secret_key = _KEY
+
+        def create_app():
+            raw = os.urandom(24)
+            app.config.update(SECRET_KEY=raw.hex())
+            return app
+    """)
+    assert rules(result) == [
+        ("secret-key-per-process", "app.py", line_of(tmp_path, "app.secret_key = _KEY")),
+        ("secret-key-per-process", "app.py", line_of(tmp_path, "SECRET_KEY=raw.hex()")),
+    ]
+
+
+def test_secret_key_helpers_that_do_not_generate_are_fine(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import os
+        import secrets
+
+        def read_key():
+            key = os.environ.get("SECRET_KEY")
+            if not key:
+                raise RuntimeError("set SECRET_KEY")
+            return key
+
+        def csrf_token():
+            return secrets.token_urlsafe(16)
+
+        def helper_with_a_nonce():
+            nonce = secrets.token_hex(8)
+            print(nonce)
+            return os.environ["SECRET_KEY"]
+
+        app.config["SECRET_KEY"] = read_key()
+        app.config["CSRF_SEED"] = csrf_token()
+        app.secret_key = helper_with_a_nonce()
+
+        class ObjectStore:
+            def __init__(self, secret_key=None):
+                made = secrets.token_urlsafe(30)  # an S3 secret, not Flask's
+                self.secret_key = secret_key or made
+
+        def start_instances():
+            key = secrets.token_hex(32)  # migrate: ignore[secret-key-per-process]
+            return {"SECRET_KEY": key}  # one key handed to every instance
+    """)
+    assert rules(result) == [] and result.suppressed == 1
+
+
 # --- caches -----------------------------------------------------------------------------------
 
 

@@ -155,8 +155,8 @@ def _findings(resolved: list[Resolved], by_path: dict[str, _FileResult],
     findings: dict[tuple[str, int, str], Finding] = {}
     for found in resolved:
         item = by_path[found.path]
-        ignored = item.ignores.get(found.line)
-        if ignored and ("*" in ignored or found.rule in ignored):
+        if any(ignored and ("*" in ignored or found.rule in ignored)
+               for ignored in (item.ignores.get(found.line), item.ignores.get(found.origin))):
             result.suppressed += 1
             continue
         key = (found.path, found.line, found.rule)

@@ -31,7 +31,9 @@ class Candidate:
 
     ``reach``: "always" (kept as is), "reach" (kept only in request-reachable code),
     "reach-or-warn" (a warning outside request-reachable code). ``target`` names a mutable
-    in another module, ``(module, name)``, checked once every module is known.
+    in another module, ``(module, name)``, checked once every module is known. ``origin``:
+    the line the trap's value is made on when that is not ``line`` (an ignore comment there
+    silences it too).
     """
 
     rule: str
@@ -41,6 +43,7 @@ class Candidate:
     func: str = ""
     reach: str = "always"
     target: tuple[str, str] | None = None
+    origin: int = 0
 
 
 @dataclass
@@ -56,6 +59,11 @@ class FuncInfo:
     decorators: list[str] = field(default_factory=list)
     reads_request: bool = False
     cached: tuple[int, int, str] | None = None
+    key_random: str = ""
+    """The random call (``os.urandom``, ...) a value it returns is made from."""
+    returns: tuple[str, ...] = ()
+    """The dotted names of the calls whose results it may return (helpers, classes)."""
+    writes_disk: bool = False
 
 
 @dataclass
@@ -74,10 +82,13 @@ class ModuleSummary:
     session_types: list[tuple[str, int, int]] = field(default_factory=list)
     session_cachelib: str = ""
     session_init: bool = False
+    secret_refs: list[tuple[str, tuple[str, ...], int, int]] = field(default_factory=list)
+    """SECRET_KEY values made by calls: (scope, the calls' dotted names, line, col)."""
 
     def finding_lines(self) -> set[int]:
         """Every line a finding may end up on (their source text is kept as the snippet)."""
         lines = {c.line for c in self.candidates} | {t[1] for t in self.session_types}
+        lines |= {ref[2] for ref in self.secret_refs}
         return lines | {f.cached[0] for f in self.functions.values() if f.cached}
 
 
@@ -91,6 +102,7 @@ class Resolved:
     line: int
     col: int
     message: str
+    origin: int = 0
 
 
 class Project:
@@ -278,4 +290,4 @@ def _resolve(project: Project, origin: dict[FuncKey, FuncKey], summary: ModuleSu
         else:
             return None
     return Resolved(summary.path, cand.rule, severity, cand.line, cand.col,
-                    f"{message}: {rule.why}")
+                    f"{message}: {rule.why}", cand.origin)

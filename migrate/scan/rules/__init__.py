@@ -19,7 +19,8 @@ FAMILIES = (state, files, sessions, secret_key, caches, threads, sqlite)
 
 RULES: dict[str, Rule] = {rule.id: rule for family in FAMILIES for rule in family.RULES}
 
-PROJECT_CHECKS: tuple[ProjectCheck, ...] = (caches.cached_functions, sessions.session_types)
+PROJECT_CHECKS: tuple[ProjectCheck, ...] = (caches.cached_functions, sessions.session_types,
+                                             secret_key.generated_keys)
 """Run on every module after its own candidates, in this order."""
 
 __all__ = ["FAMILIES", "PROJECT_CHECKS", "RULES", "analyze_module"]

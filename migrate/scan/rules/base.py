@@ -18,7 +18,7 @@ class FuncFrame:
     """Per-function state while its body is walked."""
 
     __slots__ = ("info", "locals", "globals", "mutations", "writes", "threads", "joined",
-                 "removed", "temps", "files", "thread_vars", "stores")
+                 "removed", "temps", "files", "thread_vars", "stores", "bound", "returns")
 
     def __init__(self, info: FuncInfo) -> None:
         self.info = info
@@ -33,18 +33,21 @@ class FuncFrame:
         self.files: set[str] = set()
         self.thread_vars: dict[str, str] = {}
         self.stores: dict[str, tuple[int, int]] = {}
+        self.bound: dict[str, list[ast.AST]] = {}
+        self.returns: list[ast.AST] = []
 
 
 class ClassFrame:
     """Per-class state while its body is walked."""
 
     __slots__ = ("name", "qualname", "self_mutations", "instance_mutables", "instance_attrs",
-                 "line")
+                 "line", "bases")
 
-    def __init__(self, name: str, qualname: str, line: int) -> None:
+    def __init__(self, name: str, qualname: str, line: int, bases: set[str]) -> None:
         self.name = name
         self.qualname = qualname
         self.line = line
+        self.bases = bases
         self.self_mutations: list[tuple[str, int, int, str]] = []
         self.instance_mutables: set[str] = set()
         self.instance_attrs: set[str] = set()
@@ -64,6 +67,7 @@ class WalkerBase:
         self.in_main = False
         self.consumed: set[int] = set()
         self.module_thread_vars: dict[str, str] = {}
+        self.module_bound: dict[str, list[ast.AST]] = {}
 
     def visit(self, node: ast.AST) -> None:
         handler = self.handlers.get(type(node))
@@ -85,6 +89,66 @@ class WalkerBase:
 
     def add(self, cand: Candidate) -> None:
         self.s.candidates.append(cand)
+
+    def bind(self, targets: list[ast.AST], value: ast.AST | None) -> None:
+        """``name = value`` in this scope: kept so a name can be traced to what made it."""
+        if value is None:
+            return
+        bound = self.func.bound if self.func is not None else self.module_bound
+        for target in targets:
+            if isinstance(target, ast.Name):
+                bound.setdefault(target.id, []).append(value)
+
+    def trace(self, node: ast.AST, random: frozenset[str]) -> tuple[str, int, list[str]]:
+        """What a value is made from: the first call in ``random`` it comes from ("" if
+        none) and its line, and the dotted names of the other calls whose results it may be.
+
+        Followed: calls (their receiver and arguments), ``a or b``, ``x if c else y``,
+        operators, f-strings, subscripts and names bound in this scope (or at module level).
+        """
+        calls: list[str] = []
+        stack = [node]
+        seen: set[int] = set()
+        while stack:
+            sub = stack.pop()
+            if isinstance(sub, ast.Call):
+                qual = self.qual(sub.func) or ""
+                if qual in random:
+                    return qual, sub.lineno, calls
+                fn = sub.func
+                if isinstance(fn, ast.Name):
+                    calls.append(fn.id)
+                elif isinstance(fn, ast.Attribute):
+                    dotted = parts_of(fn)
+                    if dotted and not isinstance(fn.value, ast.Call):
+                        calls.append(".".join(dotted))
+                    stack.append(fn.value)
+                stack += sub.args
+                stack += [kw.value for kw in sub.keywords]
+            elif isinstance(sub, ast.Name):
+                values = self._bound_values(sub.id)
+                if values and id(values) not in seen:
+                    seen.add(id(values))
+                    stack += values
+            elif isinstance(sub, ast.Attribute | ast.Subscript | ast.Starred | ast.Await
+                            | ast.FormattedValue):
+                stack.append(sub.value)
+            elif isinstance(sub, ast.BoolOp | ast.JoinedStr):
+                stack += sub.values
+            elif isinstance(sub, ast.IfExp):
+                stack += (sub.body, sub.orelse)
+            elif isinstance(sub, ast.BinOp):
+                stack += (sub.left, sub.right)
+        return "", 0, calls
+
+    def _bound_values(self, name: str) -> list[ast.AST] | None:
+        func = self.func
+        if func is not None:
+            if name in func.bound:
+                return func.bound[name]
+            if name in func.locals and name not in func.globals:
+                return None
+        return self.module_bound.get(name)
 
     def qual(self, node: ast.AST) -> str | None:
         """The qualified name a called expression refers to, through this module's imports."""

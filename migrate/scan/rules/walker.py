@@ -71,6 +71,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             ast.Attribute: self._attribute, ast.If: self._if, ast.With: self._with,
             ast.AsyncWith: self._with, ast.Expr: self._expr, ast.For: self._for,
             ast.AsyncFor: self._for, ast.Import: self._import, ast.ImportFrom: self._importfrom,
+            ast.Return: self._return,
         }
         self.method_handlers: dict[str, MethodHandler] = {
             "start": self._start, "join": self._join, "shutdown": self._join,
@@ -137,6 +138,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         self._finish_state(frame)
         self._finish_files(frame)
         self._finish_threads(frame)
+        if frame.returns:
+            self._finish_secret(frame)
         self.func, self.scope, self.in_main = outer_func, outer_scope, outer_main
 
     def _function_info(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> FuncInfo:
@@ -174,7 +177,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         if base_names & VIEW_BASES or any(b.endswith("MethodView") for b in base_names):
             self.s.view_classes.append(qualname)
         outer_cls, outer_scope, outer_func = self.cls, self.scope, self.func
-        self.cls = frame = ClassFrame(node.name, qualname, node.lineno)
+        self.cls = frame = ClassFrame(node.name, qualname, node.lineno, base_names)
         self.scope = qualname
         self.func = None
         for stmt in node.body:
@@ -211,7 +214,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             if target.id in self.settings and value is not None:
                 self._setting(target.id, value, target)
         elif isinstance(target, ast.Attribute):
-            if target.attr == "secret_key" and value is not None:
+            if target.attr == "secret_key" and value is not None and not self._other_self(target):
                 self._setting("SECRET_KEY", value, target)
             elif target.attr == "session_interface":
                 self.s.session_init = True
@@ -224,6 +227,12 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             for elt in target.elts:
                 self._store_target(elt, None)
 
+    def _other_self(self, target: ast.Attribute) -> bool:
+        """``self.x`` in a class that is not a Flask app (an S3 server's ``secret_key``)."""
+        cls = self.cls
+        return (isinstance(target.value, ast.Name) and target.value.id == "self"
+                and cls is not None and not any(b.endswith("Flask") for b in cls.bases))
+
     def _assign(self, node: ast.Assign | ast.AnnAssign) -> None:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         value = node.value
@@ -232,6 +241,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             self._note_mutables(node, "")
         for target in targets:
             self._store_target(target, value)
+        if self.cls is None or func is not None:
+            self.bind(targets, value)
         if isinstance(value, ast.Call):
             qual = self.qual(value.func) or ""
             self._note_thread_vars([t.id for t in targets if isinstance(t, ast.Name)], qual)
@@ -259,6 +270,12 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         if self.func is not None and mentions_files(node.iter):
             self.func.files |= names_in(node.target)
         self.generic(node)
+
+    def _return(self, node: ast.Return) -> None:
+        if node.value is not None:
+            if self.func is not None:
+                self.func.returns.append(node.value)
+            self.visit(node.value)
 
     def _expr(self, node: ast.Expr) -> None:
         if isinstance(node.value, ast.Constant):
