@@ -249,6 +249,177 @@ def test_file_negatives(tmp_path):
     assert rules(result) == []
 
 
+def test_uploader_instance_in_another_module(tmp_path):
+    """Issue 10, item 19: a module-level uploader object whose method writes the request file
+    (``open(path, "wb")`` + ``shutil.copyfileobj``), imported and called by a view."""
+    result = scan(tmp_path, extensions="""
+        import os
+        import shutil
+
+        class Uploader:
+            def __init__(self, folder=None):
+                self.folder = folder
+
+            def init_app(self, app):
+                self.folder = app.config["UPLOAD_FOLDER"]
+
+            def save(self, upload, name):
+                path = os.path.join(self.folder, name)
+                with open(path, "wb") as out:
+                    shutil.copyfileobj(upload.stream, out)
+                return path
+
+        uploader = Uploader()
+    """, views="""
+        from flask import Blueprint, request
+
+        from .extensions import uploader
+
+        bp = Blueprint("files", __name__)
+
+        @bp.post("/upload")
+        def upload():
+            uploader.save(request.files["file"], "x.bin")
+            return ""
+    """)
+    assert rules(result) == [("local-file-write", "extensions.py",
+                              line_of(tmp_path, 'open(path, "wb")', "extensions"))]
+    assert "Uploader.save" in result.findings[0].message
+    assert "upload" in result.findings[0].message
+
+
+def test_storage_returned_by_a_factory(tmp_path):
+    """Item 19: methods of an object a function returns (``get_storage().put(...)``, a local
+    bound to it, a class built in the view, a method inherited from a base class)."""
+    result = scan(tmp_path, storage="""
+        import os
+        import shutil
+        from pathlib import Path
+
+        from flask import current_app
+
+        class BaseStorage:
+            def __init__(self, root):
+                self.root = root
+
+            def put_stream(self, stream, name):
+                target = Path(self.root) / name
+                with target.open("wb") as out:
+                    shutil.copyfileobj(stream, out)
+
+        class LocalStorage(BaseStorage):
+            def put(self, upload, name):
+                upload.save(os.path.join(self.root, name))
+
+        class S3Storage:
+            def __init__(self, client, bucket):
+                self.client, self.bucket = client, bucket
+
+            def put(self, upload, name):
+                self.client.upload_fileobj(upload.stream, self.bucket, name)
+
+        def get_storage():
+            if current_app.config.get("S3_BUCKET"):
+                return S3Storage(current_app.extensions["s3"], current_app.config["S3_BUCKET"])
+            return LocalStorage(current_app.config["UPLOAD_FOLDER"])
+    """, app=FLASK + """
+        from .storage import LocalStorage, get_storage
+
+        @app.post("/avatar")
+        def avatar():
+            get_storage().put(request.files["avatar"], "avatar.png")
+            return ""
+
+        @app.post("/import")
+        def import_file():
+            storage = get_storage()
+            storage.put_stream(request.stream, "import.csv")
+            return ""
+
+        @app.post("/direct")
+        def direct():
+            LocalStorage(app.instance_path).put(request.files["f"], "f.bin")
+            return ""
+    """)
+    assert rules(result) == [
+        ("local-file-write", "storage.py", line_of(tmp_path, 'target.open("wb")', "storage")),
+        ("local-file-write", "storage.py", line_of(tmp_path, "upload.save(os.path", "storage")),
+    ]
+
+
+def test_helpers_that_save_an_upload_under_a_configured_folder(tmp_path):
+    """Item 19: ``file.save(path)`` in a helper whose argument is not annotated, an image
+    saved under the instance folder, a Flask-Uploads UploadSet."""
+    result = scan(tmp_path, FLASK + """
+        import os
+
+        from flask import current_app
+        from flask_uploads import IMAGES, UploadSet
+        from werkzeug.utils import secure_filename
+
+        photos = UploadSet("photos", IMAGES)
+
+        def save_avatar(file):
+            filename = secure_filename(file.filename)
+            file.save(os.path.join(current_app.config["UPLOAD_FOLDER"], filename))
+            return filename
+
+        def save_thumb(image, name):
+            path = os.path.join(current_app.instance_path, "thumbs", name)
+            image.save(path)
+
+        @app.post("/profile")
+        def profile():
+            name = save_avatar(request.files["avatar"])
+            save_thumb(None, name)
+            photos.save(request.files["photo"])
+            return name
+    """)
+    assert rules(result) == [
+        ("local-file-write", "app.py", line_of(tmp_path, "file.save(os.path.join")),
+        ("local-file-write", "app.py", line_of(tmp_path, "image.save(path)")),
+        ("local-file-write", "app.py", line_of(tmp_path, 'photos.save(request.files')),
+    ]
+
+
+def test_upload_lookalikes_are_fine(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import io
+        import os
+
+        from .store import bucket
+
+        class Uploader:
+            def __init__(self, folder):
+                self.folder = folder
+
+            def save(self, upload, name):
+                with open(os.path.join(self.folder, name), "wb") as out:
+                    out.write(upload.read())
+
+        def seed(app):
+            Uploader(app.instance_path).save(io.BytesIO(b"x"), "seed.bin")  # start-up only
+
+        @app.post("/avatar")
+        def avatar():
+            upload = request.files["avatar"]
+            bucket.save(upload, os.path.join("avatars", upload.filename))  # an object key
+            buf = io.BytesIO()
+            image = make_image(upload)
+            image.save(buf, format="PNG")
+            form = make_form()
+            form.save()
+            return ""
+
+        def make_image(upload):
+            return upload
+
+        def make_form():
+            return None
+    """, store="bucket = None\n")
+    assert rules(result) == []
+
+
 # --- sessions ---------------------------------------------------------------------------------
 
 

@@ -31,7 +31,8 @@ class Candidate:
 
     ``reach``: "always" (kept as is), "reach" (kept only in request-reachable code),
     "reach-or-warn" (a warning outside request-reachable code). ``target`` names a mutable
-    in another module, ``(module, name)``, checked once every module is known. ``origin``:
+    in another module, ``(module, name)`` ("" for this module), checked once every module is
+    known. ``origin``:
     the line the trap's value is made on when that is not ``line`` (an ignore comment there
     silences it too).
     """
@@ -44,6 +45,8 @@ class Candidate:
     reach: str = "always"
     target: tuple[str, str] | None = None
     origin: int = 0
+    target_kind: str = "mutables"
+    """Which of the other module's names ``target`` must be in: "mutables", "upload_sets"."""
 
 
 @dataclass
@@ -64,6 +67,9 @@ class FuncInfo:
     returns: tuple[str, ...] = ()
     """The dotted names of the calls whose results it may return (helpers, classes)."""
     writes_disk: bool = False
+    call_attrs: tuple[tuple[str, str], ...] = ()
+    """Methods called on what a call returns: ``make().save()``, ``x = make(); x.save()``
+    -> ("make", "save")."""
 
 
 @dataclass
@@ -84,6 +90,12 @@ class ModuleSummary:
     session_init: bool = False
     secret_refs: list[tuple[str, tuple[str, ...], int, int]] = field(default_factory=list)
     """SECRET_KEY values made by calls: (scope, the calls' dotted names, line, col)."""
+    instances: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Module-level names bound to what calls return (``uploader = Uploader()``)."""
+    bases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """A class's bases, dotted as written."""
+    upload_sets: set[str] = field(default_factory=set)
+    """Module-level Flask-Uploads ``UploadSet`` objects (their ``save`` writes local files)."""
 
     def finding_lines(self) -> set[int]:
         """Every line a finding may end up on (their source text is kept as the snippet)."""
@@ -160,14 +172,65 @@ class Project:
         summary = self.modules[module]
         info = summary.functions.get(scope)
         if head in ("self", "cls") and info is not None and info.cls:
-            qual = f"{info.cls}.{rest}"
-            return (module, qual) if qual in summary.functions else None
+            return self.method_of((module, info.cls), rest)
         cls = self.resolve_name(module, scope, head)
         if cls is not None:
-            qual = f"{cls[1]}.{rest}"
-            owner = self.modules[cls[0]]
-            return (cls[0], qual) if qual in owner.functions else None
+            return self.method_of(cls, rest)
+        if "." in rest:
+            return None
+        instance = self.instance(module, head)
+        if instance is not None:
+            for made in instance[1]:
+                for cls in self.types_of(instance[0], "", made):
+                    found = self.method_of(cls, rest)
+                    if found is not None:
+                        return found
         return None
+
+    def instance(self, module: str, name: str) -> tuple[str, tuple[str, ...]] | None:
+        """A module-level object ``name`` refers to here (or imported): its module and the
+        calls that made it."""
+        summary = self.modules[module]
+        if name in summary.instances:
+            return module, summary.instances[name]
+        imported = summary.imports.get(name)
+        if imported is not None and imported[1] is not None and imported[0] in self.modules:
+            other = self.modules[imported[0]]
+            if imported[1] in other.instances:
+                return imported[0], other.instances[imported[1]]
+        return None
+
+    def method_of(self, cls: FuncKey, name: str, depth: int = 0) -> FuncKey | None:
+        """The method ``name`` of a project class, its own or inherited from a project base."""
+        module, qual = cls
+        summary = self.modules[module]
+        method = f"{qual}.{name}"
+        if method in summary.functions:
+            return (module, method)
+        if depth > 3:
+            return None
+        scope = qual.rpartition(".")[0]
+        for base in summary.bases.get(qual, ()):
+            found = self.resolve_dotted(module, scope, base)
+            if found is not None and found[1] not in self.modules[found[0]].functions:
+                inherited = self.method_of(found, name, depth + 1)
+                if inherited is not None:
+                    return inherited
+        return None
+
+    def types_of(self, module: str, scope: str, made: str, depth: int = 0) -> list[FuncKey]:
+        """The project classes a call of ``made`` may return: the class itself, or the
+        classes a project function returns (through other functions)."""
+        found = self.resolve_dotted(module, scope, made)
+        if found is None:
+            return []
+        info = self.modules[found[0]].functions.get(found[1])
+        if info is None:
+            return [found]
+        if depth > 3:
+            return []
+        return [cls for returned in info.returns
+                for cls in self.types_of(found[0], found[1], returned, depth + 1)]
 
     def entry_points(self) -> list[FuncKey]:
         """Views, request hooks and error handlers: decorated, registered or class-based."""
@@ -201,6 +264,11 @@ class Project:
             found = self.resolve_dotted(module, qual, f"{base}.{attr}")
             if found is not None:
                 targets.append(found)
+        for made, attr in info.call_attrs:
+            for cls in self.types_of(module, qual, made):
+                found = self.method_of(cls, attr)
+                if found is not None:
+                    targets.append(found)
         if info.entry or is_start:
             # A decorator the project defines wraps the view: its inner functions run too.
             for dec in info.decorators:
@@ -275,8 +343,8 @@ def _resolve(project: Project, origin: dict[FuncKey, FuncKey], summary: ModuleSu
     message = cand.message
     key = (summary.module, cand.func)
     if cand.target is not None:
-        other = project.modules.get(cand.target[0])
-        if other is None or cand.target[1] not in other.mutables:
+        other = project.modules.get(cand.target[0]) if cand.target[0] else summary
+        if other is None or cand.target[1] not in getattr(other, cand.target_kind):
             return None
     if cand.reach != "always":
         if key in origin:

@@ -18,7 +18,8 @@ class FuncFrame:
     """Per-function state while its body is walked."""
 
     __slots__ = ("info", "locals", "globals", "mutations", "writes", "threads", "joined",
-                 "removed", "temps", "files", "thread_vars", "stores", "bound", "returns")
+                 "removed", "temps", "files", "thread_vars", "stores", "bound", "returns",
+                 "call_attrs")
 
     def __init__(self, info: FuncInfo) -> None:
         self.info = info
@@ -35,6 +36,7 @@ class FuncFrame:
         self.stores: dict[str, tuple[int, int]] = {}
         self.bound: dict[str, list[ast.AST]] = {}
         self.returns: list[ast.AST] = []
+        self.call_attrs: list[tuple[str, str]] = []
 
 
 class ClassFrame:

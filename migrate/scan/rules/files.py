@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from migrate.scan.model import Rule
 from migrate.scan.rules.base import FuncFrame, WalkerBase
@@ -33,6 +34,13 @@ PATH_WRITE_METHODS = frozenset({"write_text", "write_bytes", "touch"})
 OPEN_CALLS = frozenset({"open", "io.open", "builtins.open", "codecs.open"})
 SERVE_CALLS = ("send_from_directory", "send_file")
 """Names a serving call ends with (``flask.send_file``, ``send_from_directory``)."""
+PATH_CALLS = frozenset({"os.path.join", "posixpath.join", "os.path.abspath", "os.path.realpath",
+                        "os.path.normpath", "os.path.expanduser", "os.fspath", "pathlib.Path",
+                        "pathlib.PurePath", "pathlib.PosixPath", "str"})
+PATH_METHODS = frozenset({"safe_join", "joinpath", "with_name", "with_suffix", "with_stem"})
+"""Calls that build a file system path (a method or function ending with these names too)."""
+FILE_MODE = re.compile(r"[rwxabt+]{1,4}")
+UPLOAD_SET_MODULES = ("flask_uploads.", "flask_reuploaded.")
 
 
 def open_writes(node: ast.Call) -> bool:
@@ -53,6 +61,12 @@ def mentions_files(node: ast.AST) -> bool:
                 and isinstance(sub.value, ast.Name) and sub.value.id == "request":
             return True
     return False
+
+
+def is_upload_set(qual: str) -> bool:
+    """True for Flask-Uploads' (or Flask-Reuploaded's) ``UploadSet``: its ``save`` writes the
+    upload into a folder on this host."""
+    return qual.endswith(".UploadSet") and qual.startswith(UPLOAD_SET_MODULES)
 
 
 def is_file_storage(annotation: ast.AST) -> bool:
@@ -115,15 +129,62 @@ class FileRules(WalkerBase):
     # methods called on a path or an upload (see ``walker.ModuleWalker._method_call``)
 
     def _save(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
+        """``upload.save(dest)`` (an upload: from request.files, a form, annotated
+        FileStorage, or whose ``.filename`` the function reads), ``x.save(path)`` with a file
+        system path (an image, a workbook, an unannotated upload), ``UploadSet.save()``."""
         func = self.func
-        if isinstance(recv, ast.Name) and func is not None and recv.id in func.files \
+        if func is None:
+            return
+        dest = node.args[0] if node.args else None
+        for kw in node.keywords:
+            if kw.arg == "dst":
+                dest = kw.value
+        name = recv.id if isinstance(recv, ast.Name) else None
+        if name is not None and (name in func.files or (name, "filename") in func.info.attrs) \
                 or (isinstance(recv, ast.Attribute) and recv.attr == "data"
                     and "form" in short(recv, 200)) or mentions_files(recv):
-            dest = node.args[0] if node.args else None
-            for kw in node.keywords:
-                if kw.arg == "dst":
-                    dest = kw.value
             self._write(node, "FileStorage.save()", dest)
+        elif dest is not None and self._path_like(dest, 0) \
+                and all(isinstance(a, ast.Constant) for a in node.args[1:]):
+            self._write(node, f"`{short(recv, 30)}.save()`", dest)
+        elif name is not None and name not in func.locals:
+            imported = self.s.imports.get(name)
+            target = ("", name) if imported is None else imported
+            if target[1] is not None:
+                cand = self.candidate("local-file-write", node, "UploadSet.save() writes the "
+                                      "upload to this host's disk", "reach",
+                                      (target[0], target[1]))
+                cand.target_kind = "upload_sets"
+                func.writes.append((cand, set()))
+
+    def _path_like(self, node: ast.AST, depth: int) -> bool:
+        """True when ``node`` builds a file system path (``os.path.join``, ``Path() / x``,
+        ``"a/b"``, an f-string with a folder or an extension, a name bound to one)."""
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, str) and any(c in node.value for c in "/.")
+        if isinstance(node, ast.JoinedStr):
+            return any(self._path_like(v, depth) for v in node.values
+                       if isinstance(v, ast.Constant))
+        if isinstance(node, ast.Call):
+            qual = self.qual(node.func) or ""
+            return qual in PATH_CALLS and (qual != "str" or any(
+                self._path_like(a, depth) for a in node.args)) \
+                or qual.rpartition(".")[2] in PATH_METHODS
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div | ast.Add):
+            return self._path_like(node.left, depth) or self._path_like(node.right, depth)
+        if isinstance(node, ast.Name) and depth < 3:
+            return any(self._path_like(v, depth + 1) for v in self._bound_values(node.id) or ())
+        return False
+
+    def _path_open(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
+        """``path.open("wb")`` (pathlib): the mode comes first."""
+        mode: ast.AST | None = node.args[0] if node.args else None
+        for kw in node.keywords:
+            if kw.arg == "mode":
+                mode = kw.value
+        if isinstance(mode, ast.Constant) and isinstance(mode.value, str) \
+                and FILE_MODE.fullmatch(mode.value) and any(c in mode.value for c in "wax+"):
+            self._write(node, "Path.open() for writing", recv)
 
     def _path_write(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
         self._write(node, f"Path.{meth}()", recv)

@@ -22,6 +22,18 @@ def parts_of(node: ast.AST) -> list[str] | None:
             return None
 
 
+def dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` -> "a.b.c" when the chain is only names and attributes (no calls), else None."""
+    out: list[str] = []
+    while isinstance(node, ast.Attribute):
+        out.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    out.append(node.id)
+    return ".".join(reversed(out))
+
+
 def changed_root(node: ast.AST) -> list[str] | None:
     """The container a subscript or method call changes: ``X[k][j]`` -> ["X"],
     ``self.cache[k]`` -> ["self", "cache"]."""

@@ -29,13 +29,14 @@ from migrate.scan.rules.files import (
     SERVE_CALLS,
     FileRules,
     is_file_storage,
+    is_upload_set,
     mentions_files,
 )
 from migrate.scan.rules.secret_key import SecretKeyRules
 from migrate.scan.rules.sessions import SessionRules, starts_flask_session
 from migrate.scan.rules.sqlite import SQLITE_CONNECT, SqliteRules
 from migrate.scan.rules.state import MUTATORS, StateRules, mutable_kind
-from migrate.scan.rules.syntax import names_in, parts_of
+from migrate.scan.rules.syntax import dotted, names_in, parts_of
 from migrate.scan.rules.threads import SPAWN_CALLS, ThreadRules
 
 ENTRY_DECORATORS = frozenset({
@@ -76,7 +77,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         self.method_handlers: dict[str, MethodHandler] = {
             "start": self._start, "join": self._join, "shutdown": self._join,
             "submit": self._submit, "apply_async": self._submit,
-            "save": self._save, "mkdir": self._path_mkdir,
+            "save": self._save, "mkdir": self._path_mkdir, "open": self._path_open,
             "unlink": self._path_remove, "rmdir": self._path_remove,
             **dict.fromkeys(PATH_WRITE_METHODS, self._path_write),
             "startswith": self._scheme_test, "endswith": self._scheme_test,
@@ -89,6 +90,18 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             "SECRET_KEY": self._secret_key, "SESSION_TYPE": self._session_type,
             "SESSION_CACHELIB": self._session_cachelib, "CACHE_TYPE": self._cache_type,
         }
+
+    def finish_module(self) -> None:
+        """Module-level objects made by calls (``uploader = Uploader()``), for their methods."""
+        instances = self.s.instances
+        for name, values in self.module_bound.items():
+            made = tuple(d for v in values if isinstance(v, ast.Call)
+                         for d in (dotted(v.func),) if d is not None)
+            if made:
+                instances[name] = made
+                if any(is_upload_set(self.qual(v.func) or "") for v in values
+                       if isinstance(v, ast.Call)):
+                    self.s.upload_sets.add(name)
 
     # imports
 
@@ -140,7 +153,22 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         self._finish_threads(frame)
         if frame.returns:
             self._finish_secret(frame)
+        if frame.bound or frame.call_attrs:
+            self._finish_calls(frame)
         self.func, self.scope, self.in_main = outer_func, outer_scope, outer_main
+
+    def _finish_calls(self, frame: FuncFrame) -> None:
+        """Methods called on what calls return, directly or through a local name
+        (``x = make(); x.save()``): the project pass follows them to the class's method."""
+        pairs = frame.call_attrs
+        bound = frame.bound
+        for base, attr in frame.info.attrs:
+            for value in bound.get(base, ()):
+                if isinstance(value, ast.Call):
+                    made = dotted(value.func)
+                    if made is not None:
+                        pairs.append((made, attr))
+        frame.info.call_attrs = tuple(dict.fromkeys(pairs))
 
     def _function_info(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> FuncInfo:
         """The function's place in the module, and what its decorators make of it."""
@@ -174,6 +202,9 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         qualname = f"{self.scope}.{node.name}" if self.scope else node.name
         self.s.children.setdefault(self.scope, {})[node.name] = qualname
         base_names = {p[-1] for p in map(parts_of, node.bases) if p}
+        project_bases = tuple(d for d in map(dotted, node.bases) if d and d != "object")
+        if project_bases:
+            self.s.bases[qualname] = project_bases
         if base_names & VIEW_BASES or any(b.endswith("MethodView") for b in base_names):
             self.s.view_classes.append(qualname)
         outer_cls, outer_scope, outer_func = self.cls, self.scope, self.func
@@ -303,6 +334,10 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         if func is not None:
             if isinstance(value, ast.Name):
                 func.info.attrs.add((value.id, node.attr))
+            elif isinstance(value, ast.Call):  # make().save(): a method of what make returns
+                made = dotted(value.func)
+                if made is not None:
+                    func.call_attrs.append((made, node.attr))
             if node.attr in DB_ATTRS:
                 func.info.reads_request = True
         self.visit(value)
@@ -397,4 +432,5 @@ def analyze_module(tree: ast.Module, module: str, path: str, is_package: bool) -
     walker = ModuleWalker(summary, is_package)
     for stmt in tree.body:
         walker.visit(stmt)
+    walker.finish_module()
     return summary
