@@ -154,8 +154,13 @@ class InstanceProxy:
         deadline = time.monotonic() + self.timeout
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=self.timeout)
         try:
-            conn.request(method, path, body=body if body or method not in ("GET", "HEAD")
-                         else None, headers=dict(_merge(headers)))
+            try:
+                conn.request(method, path, body=body if body or method not in ("GET", "HEAD")
+                             else None, headers=dict(_merge(headers)))
+            except (BrokenPipeError, ConnectionResetError):
+                # The server answered before reading the whole body (a 413, say) and closed:
+                # its answer is still there to read, as urllib3 reads it too.
+                pass
             response = conn.getresponse()
             chunks, size = [], 0
             while chunk := response.read1(1 << 16) if method != "HEAD" else b"":

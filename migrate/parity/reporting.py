@@ -77,7 +77,8 @@ def _message(report: Any) -> str:
     longrepr = report.longrepr
     crash = getattr(longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(longrepr)
-    return " ".join(text.split())[:400]
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return " ".join(first.split())[:400]
 
 
 def summary_lines(parity: Any) -> list[str]:
