@@ -775,6 +775,97 @@ def test_sqlite_negatives(tmp_path):
     assert rules(result) == []
 
 
+# --- testing and development configurations (issue 10, item 20) ------------------------------
+
+
+def test_testing_and_development_config_classes(tmp_path):
+    """A testing config's in-memory SQLite or simple cache is not a trap (never deployed); a
+    development config's is a note; the production config's SQLite is still an error."""
+    result = scan(tmp_path, config="""
+        import os
+
+        basedir = os.path.abspath(os.path.dirname(__file__))
+
+        class Config:
+            SECRET_KEY = os.environ["SECRET_KEY"]
+            CACHE_TYPE = "RedisCache"
+
+        class DevelopmentConfig(Config):
+            DEBUG = True
+            SQLALCHEMY_DATABASE_URI = "sqlite:///" + os.path.join(basedir, "data-dev.sqlite")
+            CACHE_TYPE = "SimpleCache"
+
+        class TestingConfig(Config):
+            TESTING = True
+            SQLALCHEMY_DATABASE_URI = "sqlite://"
+            CACHE_TYPE = "SimpleCache"
+
+        class UnitTestConfig(Config):
+            SQLALCHEMY_DATABASE_URI = "sqlite:///:memory:"
+            CACHE_TYPE = "simple"
+
+        class CIConfig(Config):
+            TESTING = True
+            SQLALCHEMY_DATABASE_URI = "sqlite://"
+
+        class ProductionConfig(Config):
+            SQLALCHEMY_DATABASE_URI = os.environ.get(
+                "DATABASE_URL", "sqlite:///" + os.path.join(basedir, "data.sqlite"))
+    """)
+    found = [(f.rule, f.line, f.severity) for f in result.findings]
+    assert found == [
+        ("sqlite-local", line_of(tmp_path, '"sqlite:///" + os.path.join(basedir, "data-dev',
+                                 "config"), "note"),
+        ("process-cache", line_of(tmp_path, 'CACHE_TYPE = "SimpleCache"', "config"), "note"),
+        ("sqlite-local", line_of(tmp_path, '"sqlite:///" + os.path.join(basedir, "data.s',
+                                 "config"), "error"),
+    ]
+    assert "development" in result.findings[0].message
+
+
+def test_code_guarded_by_testing_or_debug(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import os
+
+        from cachelib import SimpleCache
+
+        def create_app(test_config=None):
+            if test_config is None:
+                app.config.from_pyfile("config.py", silent=True)
+            else:
+                app.config["DATABASE"] = "sqlite://"
+            if app.config["TESTING"]:
+                app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+                app.extensions["pages"] = SimpleCache()
+            if not app.testing:
+                app.config["CACHE_TYPE"] = "RedisCache"
+            else:
+                app.config["CACHE_TYPE"] = "SimpleCache"
+            if os.environ.get("FLASK_DEBUG"):
+                app.config["CACHE_TYPE"] = "simple"
+            if not app.debug and not app.testing:
+                app.config["OTHER_URI"] = "sqlite:///prod.db"
+            app.config.from_mapping(TESTING=True, SQLALCHEMY_DATABASE_URI="sqlite://")
+            return app
+    """)
+    found = [(f.rule, f.line, f.severity) for f in result.findings]
+    assert found == [
+        ("process-cache", line_of(tmp_path, 'app.config["CACHE_TYPE"] = "simple"'), "note"),
+        ("sqlite-local", line_of(tmp_path, '"sqlite:///prod.db"'), "error"),
+    ]
+
+
+def test_the_rules_say_why_testing_configs_are_not_traps():
+    from migrate.scan.model import ScanResult
+    from migrate.scan.report import sarif_data
+
+    for rule in ("sqlite-local", "process-cache"):
+        assert "testing" in RULES[rule].notes and "development" in RULES[rule].notes
+    driver = sarif_data(ScanResult(root="."))["runs"][0]["tool"]["driver"]
+    help_text = {r["id"]: r["help"]["markdown"] for r in driver["rules"]}
+    assert RULES["sqlite-local"].notes in help_text["sqlite-local"]
+
+
 # --- suppression and robustness ---------------------------------------------------------------
 
 

@@ -15,13 +15,15 @@ def severity_rank(severity: str) -> int:
 
 @dataclass(frozen=True)
 class Rule:
-    """One kind of state trap: what it is, why it breaks two instances, where it should live."""
+    """One kind of state trap: what it is, why it breaks two instances, where it should live;
+    ``notes``: where it is judged differently, and why (shown in the SARIF help and JSON)."""
 
     id: str
     severity: str
     title: str
     why: str
     fix: str
+    notes: str = ""
 
 
 @dataclass

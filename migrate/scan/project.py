@@ -46,6 +46,8 @@ class Candidate:
     target: tuple[str, str] | None = None
     origin: int = 0
     target_kind: str = "mutables"
+    severity: str = ""
+    """Set when this place makes it less severe than the rule (a development config)."""
     """Which of the other module's names ``target`` must be in: "mutables", "upload_sets"."""
 
 
@@ -339,7 +341,7 @@ def resolve_project(summaries: list[ModuleSummary], rules: Mapping[str, Rule],
 def _resolve(project: Project, origin: dict[FuncKey, FuncKey], summary: ModuleSummary,
              cand: Candidate, rule: Rule) -> Resolved | None:
     """One candidate's final form, or None when it does not matter where it sits."""
-    severity = rule.severity
+    severity = cand.severity or rule.severity
     message = cand.message
     key = (summary.module, cand.func)
     if cand.target is not None:

@@ -7,7 +7,7 @@ JSON (``--format json``), version 1; keys are sorted and never removed within a 
                  "parse_errors", "lines_per_second"},
      "findings": [{"rule", "severity", "path", "line", "col", "message", "fix", "snippet"}],
      "parse_errors": [{"path", "line", "message"}],
-     "rules": {id: {"severity", "title", "why", "fix"}}}
+     "rules": {id: {"severity", "title", "why", "fix", "notes"}}}
 
 ``path`` is relative to ``root`` with forward slashes; ``line`` and ``col`` count from 1.
 Findings are sorted by path, line, column and rule.
@@ -56,7 +56,8 @@ def json_data(result: ScanResult) -> dict[str, Any]:
         "summary": summary,
         "findings": [dataclasses.asdict(f) for f in result.findings],
         "parse_errors": [dataclasses.asdict(p) for p in result.parse_errors],
-        "rules": {r.id: {"severity": r.severity, "title": r.title, "why": r.why, "fix": r.fix}
+        "rules": {r.id: {"severity": r.severity, "title": r.title, "why": r.why, "fix": r.fix,
+                         "notes": r.notes}
                   for r in RULES.values()},
     }
 
@@ -98,7 +99,9 @@ def _sarif_rule(r: Rule) -> dict[str, Any]:
         "name": "".join(w.capitalize() for w in r.id.split("-")),
         "shortDescription": {"text": r.title},
         "fullDescription": {"text": f"{r.title}: {r.why}."},
-        "help": {"text": f"Fix: {r.fix}.", "markdown": f"**Why:** {r.why}.\n\n**Fix:** {r.fix}."},
+        "help": {"text": f"Fix: {r.fix}." + (f" {r.notes}" if r.notes else ""),
+                 "markdown": f"**Why:** {r.why}.\n\n**Fix:** {r.fix}."
+                 + (f"\n\n**Where it is judged differently:** {r.notes}" if r.notes else "")},
         "defaultConfiguration": {"level": r.severity},
         "properties": {"tags": ["stateless", "scalability"]},
     }

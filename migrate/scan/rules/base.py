@@ -13,6 +13,16 @@ from collections.abc import Callable
 from migrate.scan.project import Candidate, FuncInfo, ModuleSummary
 from migrate.scan.rules.syntax import parts_of
 
+CONFIG_CONTEXTS = (
+    "Not reported in a testing configuration: a class named Testing*, *TestConfig or that "
+    "sets TESTING = True, code under `if app.testing:` or `if app.config[\"TESTING\"]:`, a "
+    "config dict or update() with TESTING=True. A test run is one process that never serves "
+    "two instances, and a per-process {what} is what it wants. Reported as a note in a "
+    "development configuration (a class named Development*/Dev*Config or that sets DEBUG = "
+    "True, code under `if app.debug:`): one developer's one process, but make sure "
+    "production never loads it.")
+"""The ``notes`` of a rule judged by ``WalkerBase.add_in_context``."""
+
 
 class FuncFrame:
     """Per-function state while its body is walked."""
@@ -70,6 +80,8 @@ class WalkerBase:
         self.consumed: set[int] = set()
         self.module_thread_vars: dict[str, str] = {}
         self.module_bound: dict[str, list[ast.AST]] = {}
+        self.context = ""
+        """"testing" or "development" inside such a config class, ``if``, function, dict."""
 
     def visit(self, node: ast.AST) -> None:
         handler = self.handlers.get(type(node))
@@ -90,6 +102,16 @@ class WalkerBase:
                          self.func.info.qualname if self.func else "", reach, target)
 
     def add(self, cand: Candidate) -> None:
+        self.s.candidates.append(cand)
+
+    def add_in_context(self, cand: Candidate) -> None:
+        """A trap that does not matter in a testing configuration (dropped) and is a note in
+        a development one (see the rule's ``notes``)."""
+        if self.context == "testing":
+            return
+        if self.context == "development":
+            cand.severity = "note"
+            cand.message += " (in a development configuration: a note)"
         self.s.candidates.append(cand)
 
     def bind(self, targets: list[ast.AST], value: ast.AST | None) -> None:

@@ -7,14 +7,15 @@ from collections.abc import Iterator
 
 from migrate.scan.model import Rule
 from migrate.scan.project import Candidate, ModuleCheck, ModuleSummary, Project, Resolved
-from migrate.scan.rules.base import WalkerBase
+from migrate.scan.rules.base import CONFIG_CONTEXTS, WalkerBase
 from migrate.scan.rules.syntax import value_strings
 
 RULES = (
     Rule("process-cache", "warning", "Cache kept in this process or on this host",
          "each instance caches on its own: users see different or stale data per instance",
          "CACHE_TYPE='RedisCache' with CACHE_REDIS_URL, one cache for every instance; "
-         "nothing to move (a cache refills)"),
+         "nothing to move (a cache refills)",
+         CONFIG_CONTEXTS.format(what="cache (SimpleCache)")),
     Rule("function-cache", "warning", "Memoised function that reads request, session or "
                                       "database data",
          "the memo lives in one process: it serves stale rows after a write on another "
@@ -48,18 +49,18 @@ class CacheRules(WalkerBase):
     def _cache_type(self, value: ast.AST, line: int, col: int) -> None:
         for text in value_strings(value):
             if text.rpartition(".")[2].lower() in LOCAL_CACHE_TYPES:
-                self.add(Candidate("process-cache", line, col,
-                                   f"CACHE_TYPE {text!r} caches in this process "
-                                   "or on this host's disk"))
+                self.add_in_context(Candidate("process-cache", line, col,
+                                              f"CACHE_TYPE {text!r} caches in this process "
+                                              "or on this host's disk"))
                 return
 
     def _cache_class(self, node: ast.Call, qual: str) -> None:
         if id(node) not in self.consumed:  # a session store is judged as one (sessions)
-            self.add(self.candidate("process-cache", node,
-                                    f"{qual.rpartition('.')[2]}() keeps cached data in "
-                                    "this process" if "Simple" in qual else
-                                    "FileSystemCache() keeps cached data on this "
-                                    "host's disk"))
+            self.add_in_context(self.candidate(
+                "process-cache", node,
+                f"{qual.rpartition('.')[2]}() keeps cached data in this process"
+                if "Simple" in qual else "FileSystemCache() keeps cached data on this "
+                "host's disk"))
 
 
 def cached_functions(project: Project) -> ModuleCheck:

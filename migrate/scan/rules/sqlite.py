@@ -7,7 +7,7 @@ import re
 
 from migrate.scan.model import Rule
 from migrate.scan.project import Candidate
-from migrate.scan.rules.base import WalkerBase
+from migrate.scan.rules.base import CONFIG_CONTEXTS, WalkerBase
 from migrate.scan.rules.syntax import short
 
 RULES = (
@@ -15,7 +15,8 @@ RULES = (
          "each instance reads and writes its own file (or fights over the lock on a "
          "shared disk)",
          "point DATABASE_URL at a shared database server (PostgreSQL) and copy the data "
-         "over once; `migrate steps` lists the copy"),
+         "over once; `migrate steps` lists the copy",
+         CONFIG_CONTEXTS.format(what="database (in-memory SQLite, sqlite://)")),
 )
 
 SQLITE_URL = re.compile(r"sqlite(\+\w+)?://")
@@ -39,8 +40,8 @@ class SqliteRules(WalkerBase):
         else:
             what = "a SQLite file on this host's disk"
         shown = f"{text!r}" if whole is node else f"{text!r} + …"
-        self.add(Candidate("sqlite-local", node.lineno, node.col_offset,
-                           f"database URL {shown} is {what}"))
+        self.add_in_context(Candidate("sqlite-local", node.lineno, node.col_offset,
+                                      f"database URL {shown} is {what}"))
 
     def _constant(self, node: ast.Constant) -> None:
         value = node.value
@@ -67,9 +68,9 @@ class SqliteRules(WalkerBase):
     def _sqlite_connect(self, node: ast.Call) -> None:
         arg = node.args[0] if node.args else None
         if not (isinstance(arg, ast.Constant) and arg.value == ":memory:"):
-            self.add(self.candidate("sqlite-local", node,
-                                    "sqlite3.connect() opens a database file on this "
-                                    "host's disk"))
+            self.add_in_context(self.candidate("sqlite-local", node,
+                                               "sqlite3.connect() opens a database file on "
+                                               "this host's disk"))
 
     def _scheme_test(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
         """``url.startswith("sqlite://")`` tests a URL's scheme: the string is not a URL."""

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import ast
+import re
+
+TESTING_WORDS = frozenset({"test", "tests", "testing", "unittest"})
+DEVELOPMENT_WORDS = frozenset({"dev", "development", "debug"})
+WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 
 
 def parts_of(node: ast.AST) -> list[str] | None:
@@ -83,3 +88,47 @@ def short(node: ast.AST, limit: int = 60) -> str:
     except Exception:  # pragma: no cover - unparse handles every parsed node
         return "?"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def context_of(name: str) -> str:
+    """"testing" or "development" for a name made of such words (``TestingConfig``,
+    ``UnitTestConfig``, ``DevConfig``, ``FLASK_DEBUG``, ``configure_testing``), else ""."""
+    words = {w.lower() for w in WORD.findall(name)}
+    if words & TESTING_WORDS:
+        return "testing"
+    if words & DEVELOPMENT_WORDS:
+        return "development"
+    return ""
+
+
+def guard_context(test: ast.AST) -> tuple[str, str]:
+    """The context an ``if`` gives its body and its ``else``: ``if app.testing:``,
+    ``if config["TESTING"]:``, ``if os.environ.get("FLASK_DEBUG"):``, ``if not app.debug:``
+    (the ``else``), ``if test_config is None:`` (the ``else``). A test that mixes negations
+    (``if not app.debug and not app.testing:``) gives none."""
+    negated = False
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        test, negated = test.operand, True
+    elif isinstance(test, ast.Compare) and len(test.ops) == 1 \
+            and isinstance(test.ops[0], ast.Is | ast.Eq) \
+            and isinstance(test.comparators[0], ast.Constant) \
+            and test.comparators[0].value in (None, False):
+        test, negated = test.left, True
+    found = ""
+    for sub in ast.walk(test):
+        if isinstance(sub, ast.UnaryOp | ast.Compare) and not (
+                isinstance(sub, ast.Compare) and all(isinstance(o, ast.Eq | ast.In)
+                                                     for o in sub.ops)):
+            return "", ""
+        word = (sub.id if isinstance(sub, ast.Name) else sub.attr
+                if isinstance(sub, ast.Attribute) else sub.value
+                if isinstance(sub, ast.Constant) and isinstance(sub.value, str) else "")
+        context = context_of(word) if word else ""
+        if context == "testing" or context and not found:
+            found = context
+    return ("", found) if negated else (found, "")
+
+
+def is_true(node: ast.AST) -> bool:
+    """``True`` or ``1`` written as is."""
+    return isinstance(node, ast.Constant) and node.value in (True, 1)
