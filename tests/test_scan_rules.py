@@ -866,6 +866,31 @@ def test_the_rules_say_why_testing_configs_are_not_traps():
     assert RULES["sqlite-local"].notes in help_text["sqlite-local"]
 
 
+def test_in_memory_sqlite_as_a_placeholder_argument(tmp_path):
+    """An in-memory URL handed to an ordinary function (no database opened, or a scratch one)
+    is not the app's database; as a setting, an env default or to create_engine it is."""
+    result = scan(tmp_path, FLASK + """
+        import os
+
+        from sqlalchemy import create_engine
+
+        from .db import DbConfig
+
+        def revision():
+            config = DbConfig.from_project("sqlite://", project=".")  # only completes a config
+            return config
+
+        engine = create_engine("sqlite://")
+        URL = os.environ.get("DATABASE_URL", "sqlite://")
+        DbConfig.from_project("sqlite:///app.db")
+    """, db="DbConfig = None\n")
+    assert [(f.rule, f.line) for f in result.findings] == [
+        ("sqlite-local", line_of(tmp_path, 'create_engine("sqlite://")')),
+        ("sqlite-local", line_of(tmp_path, 'os.environ.get("DATABASE_URL"')),
+        ("sqlite-local", line_of(tmp_path, '"sqlite:///app.db"')),
+    ]
+
+
 # --- suppression and robustness ---------------------------------------------------------------
 
 

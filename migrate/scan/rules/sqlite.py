@@ -21,6 +21,15 @@ RULES = (
 
 SQLITE_URL = re.compile(r"sqlite(\+\w+)?://")
 SQLITE_CONNECT = frozenset({"sqlite3.connect", "sqlite3.dbapi2.connect"})
+ENGINE_CALLS = ("create_engine", "create_async_engine", "connect", "Database", "SQLAlchemy",
+                "get", "getenv", "setdefault", "pop")
+"""Calls whose URL argument is a database the app uses (or a setting's default): an
+in-memory URL given to any other call is a placeholder or a scratch database."""
+
+
+def is_memory_url(text: str) -> bool:
+    """``sqlite://``, ``sqlite:///:memory:`` and the like."""
+    return text.rstrip("/").endswith(":") or ":memory:" in text
 
 
 class SqliteRules(WalkerBase):
@@ -31,7 +40,7 @@ class SqliteRules(WalkerBase):
         text = node.value
         if not SQLITE_URL.match(text):
             return
-        memory = text.rstrip("/").endswith(":") or ":memory:" in text
+        memory = is_memory_url(text)
         instance = "instance" in short(whole, 400)
         if memory and whole is node:
             what = "an in-memory SQLite database, one per process"
@@ -71,6 +80,14 @@ class SqliteRules(WalkerBase):
             self.add_in_context(self.candidate("sqlite-local", node,
                                                "sqlite3.connect() opens a database file on "
                                                "this host's disk"))
+
+    def _placeholder_urls(self, node: ast.Call, qual: str) -> None:
+        """``from_project("sqlite://")``: an in-memory URL handed to an ordinary call."""
+        if not qual.endswith(ENGINE_CALLS):
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) \
+                        and arg.value.startswith("sqlite") and is_memory_url(arg.value):
+                    self.consumed.add(id(arg))
 
     def _scheme_test(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
         """``url.startswith("sqlite://")`` tests a URL's scheme: the string is not a URL."""

@@ -408,6 +408,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
                 self.generic(node)
                 self.context = outer
                 return
+        if node.args:
+            self._placeholder_urls(node, qual)
         self.generic(node)
 
     def _method_call(self, node: ast.Call, fn: ast.Attribute) -> None:
