@@ -6,7 +6,9 @@ user) beside ``00001.part``, ``00002.part``... Each becomes an S3 multipart uplo
 after-app's Redis (``upload:<id>`` and ``upload:<id>:parts``, as ``sample_stateless_app.uploads``
 keeps it), so the client sends its next chunk to any after-instance. Without a Redis URL they
 are listed by id with the reason, never dropped silently. What the folder holds is read from
-outside: ``upload.json`` is bounded, the chunks must be regular files numbered 1..n.
+outside: ``upload.json`` is bounded, the chunks must be regular files numbered 1..n, and each is
+opened checked (``walk.open_regular``: never through a symlink, never waiting on a FIFO), so a
+chunk swapped after its check is refused too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from migrate import redact
 from migrate.errors import ConnectionFailure
 from migrate.files.digests import MAX_PARTS
 from migrate.files.transfer import RETRYABLE, Endpoint, RawS3, S3Error, with_retries, xml_text
+from migrate.files.walk import Changed, file_kind, open_regular
 from migrate.keys import object_key
 
 UPLOAD_TTL = 24 * 3600  # as sample_stateless_app.uploads: upload state expires after a day idle
@@ -101,7 +104,7 @@ def _carry_all(pending: list[CarriedUpload], ep: Endpoint, redis_url: str) -> No
         for up in pending:
             try:
                 _carry_one(up.source, up, ep, redis_client)
-            except (S3Error, *RETRYABLE) as exc:
+            except (S3Error, Changed, *RETRYABLE) as exc:
                 up.status, up.reason = "failed", f"could not be carried over: {exc}"
     except redis.exceptions.RedisError as exc:
         raise redis_failure(redis_url, exc) from None
@@ -118,7 +121,7 @@ def describe_upload(folder: str, prefix: str) -> CarriedUpload:
         meta = _read_upload_json(os.path.join(folder, "upload.json"))
         up.filename, up.user_id = meta["filename"], int(meta["user_id"])
         up.key = object_key(f"files/{upload_id}/{up.filename}", prefix)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, Changed) as exc:
         up.reason = f"upload.json cannot be read: {exc}"
         return up
     numbers = []
@@ -128,7 +131,8 @@ def describe_upload(folder: str, prefix: str) -> CarriedUpload:
             if match:
                 st = entry.stat(follow_symlinks=False)
                 if not stat.S_ISREG(st.st_mode):
-                    up.reason = f"chunk {entry.name} is not a regular file: not followed"
+                    up.reason = (f"chunk {entry.name} is not a regular file "
+                                 f"({file_kind(st.st_mode)}): not followed")
                     return up
                 numbers.append(int(match.group(1)))
                 up.size += st.st_size
@@ -148,7 +152,7 @@ def describe_upload(folder: str, prefix: str) -> CarriedUpload:
 
 
 def _read_upload_json(path: str) -> dict:
-    with open(path, "rb") as f:
+    with open(open_regular(path, follow=False), "rb") as f:
         data = f.read(MAX_UPLOAD_JSON + 1)
     if len(data) > MAX_UPLOAD_JSON:
         raise ValueError(f"larger than {MAX_UPLOAD_JSON:,} bytes")
@@ -177,8 +181,12 @@ def _carry_one(folder: str, up: CarriedUpload, ep: Endpoint, redis_client: Any) 
         multipart_id = xml_text(data, "UploadId")
         if not multipart_id:
             raise S3Error(500, "NoUploadId", "the server returned no multipart upload id")
-        parts = {str(n): _put_chunk(s3, folder, up.key, multipart_id, n)
-                 for n in range(1, up.chunks + 1)}
+        try:
+            parts = {str(n): _put_chunk(s3, folder, up.key, multipart_id, n)
+                     for n in range(1, up.chunks + 1)}
+        except BaseException:
+            _abort(s3, up.key, multipart_id)  # no Redis state names it: no client can use it
+            raise
     finally:
         s3.close()
     # Both hashes in one transaction, last: an after-instance sees the whole upload or none.
@@ -195,7 +203,12 @@ def _carry_one(folder: str, up: CarriedUpload, ep: Endpoint, redis_client: Any) 
 
 def _put_chunk(s3: RawS3, folder: str, key: str, multipart_id: str, n: int) -> str:
     """Send chunk ``n`` as part ``n`` -> "ETag size", as the after-app records a part."""
-    with open(os.path.join(folder, f"{n:05d}.part"), "rb") as f:
+    name = f"{n:05d}.part"
+    try:
+        fd = open_regular(os.path.join(folder, name), follow=False)
+    except Changed as exc:
+        raise Changed(f"chunk {name} is {exc}") from None
+    with open(fd, "rb") as f:
         body = f.read()
     headers = {"content-md5": base64.b64encode(hashlib.md5(body).digest()).decode()}
     _, head, _ = with_retries(lambda: s3.request(
@@ -213,7 +226,12 @@ def _abort_orphans(s3: RawS3, key: str) -> None:
         return
     for block in re.findall(rb"<Upload>(.*?)</Upload>", data, flags=re.S):
         if xml_text(block, "Key") == key and (upload_id := xml_text(block, "UploadId")):
-            try:
-                s3.request("DELETE", key, query={"uploadId": upload_id})
-            except (S3Error, *RETRYABLE):
-                pass
+            _abort(s3, key, upload_id)
+
+
+def _abort(s3: RawS3, key: str, upload_id: str) -> None:
+    """Abort one multipart upload, best effort (a re-run's ``_abort_orphans`` tries again)."""
+    try:
+        s3.request("DELETE", key, query={"uploadId": upload_id})
+    except (S3Error, *RETRYABLE):
+        s3.close()

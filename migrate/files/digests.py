@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 
 from migrate.files.transfer import MIB
+from migrate.files.walk import open_regular
 
 DEFAULT_THRESHOLD = 64 * MIB  # multipart at or above this size
 MIN_PART = 8 * MIB
@@ -27,18 +28,21 @@ def part_size_for(size: int) -> int:
 
 
 def file_digests(path: str, size: int, threshold: int) -> tuple[str, str]:
-    """(sha256 hex, the ETag S3 gives this file: plain MD5, or md5-of-parts for multipart)."""
+    """(sha256 hex, the ETag S3 gives this file: plain MD5, or md5-of-parts for multipart).
+
+    Raises OSError, or ``walk.Changed`` when the file is no longer a regular file.
+    """
     sha = hashlib.sha256()
     if size < threshold:
         md5 = hashlib.md5()
-        with open(path, "rb") as f:
+        with open(open_regular(path), "rb") as f:
             while block := f.read(MIB):
                 sha.update(block)
                 md5.update(block)
         return sha.hexdigest(), md5.hexdigest()
     part = part_size_for(size)
     digests = []
-    with open(path, "rb") as f:
+    with open(open_regular(path), "rb") as f:
         while True:
             md5 = hashlib.md5()
             left = part
@@ -73,7 +77,7 @@ def large_digests(path: str, size: int, multipart: bool = True) -> LargeDigests:
     """
     sha, whole = hashlib.sha256(), hashlib.md5()
     parts: list[bytes] = []
-    with open(path, "rb") as f:
+    with open(open_regular(path), "rb") as f:
         if not multipart:
             while block := f.read(4 * MIB):
                 sha.update(block)

@@ -12,7 +12,16 @@ from __future__ import annotations
 from migrate.files.digests import file_digests
 from migrate.files.state import Known
 from migrate.files.transfer import RETRYABLE, Endpoint, RawS3, S3Error
-from migrate.files.walk import DUPLICATE, FAILED, SKIPPED, SUPERSEDED, Entry, FileRecord, RecordFn
+from migrate.files.walk import (
+    DUPLICATE,
+    FAILED,
+    SKIPPED,
+    SUPERSEDED,
+    Changed,
+    Entry,
+    FileRecord,
+    RecordFn,
+)
 
 
 def plan(entries: list[Entry], listing: dict[str, tuple[int, str]], state: dict[str, Known],
@@ -50,9 +59,8 @@ def _confirmed(entry: Entry, listed_etag: str, threshold: int, record: RecordFn,
     """
     try:
         sha, etag = file_digests(entry.path, entry.size, threshold)
-    except OSError as exc:
-        record(FileRecord(entry.path, entry.key, entry.size, None, FAILED,
-                          f"cannot be read: {exc.strerror}"), entry)
+    except (OSError, Changed) as exc:
+        record(FileRecord(entry.path, entry.key, entry.size, None, FAILED, _unread(exc)), entry)
         return True
     same = etag == listed_etag
     if not same and ("-" in listed_etag or "-" in etag):
@@ -91,14 +99,14 @@ def _one_of(group: list[Entry], threshold: int, record: RecordFn) -> Entry:
     newest = group[0]
     try:
         want: str | None = file_digests(newest.path, newest.size, threshold)[0]
-    except OSError:
+    except (OSError, Changed):
         want = None  # the newest is reported when it is sent; the others are still superseded
     for other in group[1:]:
         try:
             sha = file_digests(other.path, other.size, threshold)[0] if want else None
-        except OSError as exc:
-            record(FileRecord(other.path, other.key, other.size, None, FAILED,
-                              f"cannot be read: {exc.strerror}"), other)
+        except (OSError, Changed) as exc:
+            record(FileRecord(other.path, other.key, other.size, None, FAILED, _unread(exc)),
+                   other)
             continue
         if want is not None and sha == want:
             record(FileRecord(other.path, other.key, other.size, sha, DUPLICATE,
@@ -108,3 +116,8 @@ def _one_of(group: list[Entry], threshold: int, record: RecordFn) -> Entry:
                               f"another instance has a newer file for this key: {newest.path}"),
                    other)
     return newest
+
+
+def _unread(exc: OSError | Changed) -> str:
+    """The reason a file could not be read, for its record."""
+    return str(exc) if isinstance(exc, Changed) else f"cannot be read: {exc.strerror}"

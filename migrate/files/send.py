@@ -25,7 +25,7 @@ from migrate.errors import CheckFailed, ConnectionFailure
 from migrate.files import workers
 from migrate.files.digests import LargeDigests, large_digests, part_size_for
 from migrate.files.transfer import MIB, RETRYABLE, Endpoint, S3Error, with_retries, xml_text
-from migrate.files.walk import FAILED, UPLOADED, Entry, FileRecord, RecordFn
+from migrate.files.walk import FAILED, UPLOADED, Changed, Entry, FileRecord, RecordFn, open_regular
 
 SMALL_MAX = 8 * MIB  # below: read whole in a worker process; above: streamed from the file
 LOST = "not attempted: the S3 endpoint stopped answering"
@@ -117,8 +117,10 @@ def put_small(item: tuple[str, str, int]) -> tuple[str, str, int, str, str, str]
     if _endpoint_lost.is_set():
         return key, FAILED, 0, "", "", LOST
     try:
-        with open(path, "rb") as f:
+        with open(open_regular(path), "rb") as f:
             body = f.read()
+    except Changed as exc:
+        return key, FAILED, 0, "", "", str(exc)
     except FileNotFoundError:
         return key, FAILED, 0, "", "", "vanished before it was read"
     except OSError as exc:
@@ -147,6 +149,16 @@ def put_small(item: tuple[str, str, int]) -> tuple[str, str, int, str, str, str]
 # --- large files ---------------------------------------------------------------------------
 
 
+def _unread(exc: OSError | Changed) -> str:
+    """The reason a file could not be read, for its record."""
+    if isinstance(exc, Changed):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return "vanished before it was read"
+    return f"cannot be read: {exc.strerror}"
+
+
+
 def _send_large(large: list[Entry], jobs: int, threshold: int, record: RecordFn) -> None:
     """A pipeline: this thread hashes file k+1 while file k travels; two files at most."""
     part_threads = max(2, min(jobs, 8) // 2)
@@ -156,9 +168,8 @@ def _send_large(large: list[Entry], jobs: int, threshold: int, record: RecordFn)
             try:
                 digests = large_digests(entry.path, entry.size,
                                         multipart=entry.size >= threshold)
-            except OSError as exc:
-                reason = ("vanished before it was read" if isinstance(exc, FileNotFoundError)
-                          else f"cannot be read: {exc.strerror}")
+            except (OSError, Changed) as exc:
+                reason = _unread(exc)
                 record(FileRecord(entry.path, entry.key, entry.size, None, FAILED, reason),
                        entry)
                 continue
@@ -175,6 +186,8 @@ def _send_one_large(entry: Entry, digests: LargeDigests, part_threads: int,
         else:
             sha, etag = put_streamed(entry, digests)
         record(FileRecord(entry.path, entry.key, entry.size, sha, UPLOADED), entry, etag)
+    except Changed as exc:
+        record(FileRecord(entry.path, entry.key, entry.size, None, FAILED, str(exc)), entry)
     except OSError as exc:
         reason = ("vanished before it was read" if isinstance(exc, FileNotFoundError)
                   else f"transfer failed: {exc}")
@@ -194,7 +207,7 @@ def put_streamed(entry: Entry, digests: LargeDigests) -> tuple[str, str]:
     s3 = workers.client()
 
     def put() -> str:
-        with open(entry.path, "rb") as f:
+        with open(open_regular(entry.path), "rb") as f:
             _, head, _ = s3.request("PUT", entry.key, headers=headers, body=f,
                                     length=entry.size, payload_sha256=digests.sha256)
         return head.get("etag", "").strip('"')
@@ -237,8 +250,11 @@ def put_multipart(entry: Entry, digests: LargeDigests, part_threads: int) -> tup
 def _put_part(entry: Entry, digests: LargeDigests, upload_id: str, n: int) -> str:
     """On a part thread: send part ``n`` -> its ETag."""
     part = part_size_for(entry.size)
-    with open(entry.path, "rb") as f:
-        body = os.pread(f.fileno(), part, (n - 1) * part)
+    fd = open_regular(entry.path)
+    try:
+        body = os.pread(fd, part, (n - 1) * part)
+    finally:
+        os.close(fd)
     md5 = digests.part_md5s[n - 1]
     headers = {"content-md5": base64.b64encode(md5).decode()}
     s3 = workers.client()

@@ -22,7 +22,7 @@ from migrate.files.carry import connect_redis, describe_upload, redis_failure
 from migrate.files.digests import DEFAULT_THRESHOLD, file_digests
 from migrate.files.target import connect, list_prefix
 from migrate.files.transfer import MIB, RETRYABLE, Endpoint, RawS3, S3Error, with_retries
-from migrate.files.walk import Entry, ProgressFn, walk
+from migrate.files.walk import Changed, Entry, ProgressFn, walk
 
 
 @dataclass
@@ -146,6 +146,8 @@ def check_one(item: tuple[str, str, int, bool, int]) -> tuple[str, str]:
         sha, etag = file_digests(path, size, threshold)
     except OSError as exc:
         return key, f"local file cannot be read: {exc.strerror}"
+    except Changed as exc:
+        return key, f"local file is {exc}"
     client = workers.client()
     try:
         if deep:

@@ -6,10 +6,15 @@ Symlinks leaving the folder, sockets, fifos and devices are reported and skipped
 folder inside the source is not followed (its files are exported under their real path, and
 following it could loop). A chunked upload in progress (``chunks/<32 hex>/upload.json``) is not
 a set of files to copy: its folder is collected for ``carry``.
+
+The folder may change between the walk and the read: every reader opens a file with
+``open_regular``, which checks the descriptor it reads (a regular file still; never blocking on
+a FIFO put in its place; for chunks, never through a symlink).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -129,7 +134,7 @@ class _Walker:
             return None
         if st is not None and not stat.S_ISREG(st.st_mode):
             self.found.problem(entry.path, EXCLUDED,
-                               f"{_kind(st.st_mode)}: not a regular file, skipped")
+                               f"{file_kind(st.st_mode)}: not a regular file, skipped")
             return None
         return st
 
@@ -160,11 +165,44 @@ class _Walker:
         self.found.entries.append(Entry(path, key, st.st_size, st.st_mtime_ns))
 
 
-def _kind(mode: int) -> str:
+class Changed(Exception):
+    """A file is no longer what the walk found: reported with this reason, never retried."""
+
+
+def open_regular(path: str, *, follow: bool = True) -> int:
+    """A read-only descriptor on ``path``, checked to be a regular file (else ``Changed``).
+
+    Checked on the descriptor itself, so nothing swapped in after the walk is read: opened
+    non-blocking (a FIFO in the file's place is refused, not waited on for a writer) and, with
+    ``follow=False``, refusing a symlink. The caller closes it.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise Changed("a symlink: not followed") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise Changed(f"a {file_kind(mode)} now, not a regular file: not read")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, for a reason: symlink, socket, fifo..."""
     if stat.S_ISSOCK(mode):
         return "socket"
     if stat.S_ISFIFO(mode):
         return "fifo"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "device"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISLNK(mode):
+        return "symlink"
     return "special file"

@@ -1,0 +1,142 @@
+"""What a hostile folder or a hostile S3 server does to export-files and verify files.
+
+The folders change under the export (a chunk swapped for a symlink or a FIFO after its check, a
+file that shrinks or grows after it was hashed), hold names that map to one key, or names full
+of Rich markup and terminal escapes. The S3 server lies: a wrong ETag, a 200 whose body is an
+``<Error>``. Each is reported and skipped, never uploaded as if fine, never a hang, never a
+rendered escape. The lying server is a small HTTP server on 127.0.0.1 that misbehaves on purpose
+(it is the thing under test); everything else runs against the real embedded S3 and Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from migrate.files import carry, export_files
+from migrate.files import export as export_module
+from tests import test_files_support as support
+from tests.test_files_support import bucket_keys
+
+s3_server, s3_env, redis_server = support.s3_server, support.s3_env, support.redis_server
+MIB = 1024 * 1024
+WRONG_ETAG = '"0123456789abcdef0123456789abcdef"'
+ESCAPES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def finishes(call: Callable[[], Any], fifos: list[Path], seconds: float = 60.0) -> Any:
+    """``call()`` on a thread; still running after ``seconds`` fails the test: a FIFO must never
+    hang the run, nor a changed file stall it. The FIFOs are then opened for writing, so a
+    thread waiting on one can end."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test below
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    hung = thread.is_alive()
+    for _ in range(60 if hung and fifos else 0):
+        for fifo in fifos:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        thread.join(0.5)
+        if not thread.is_alive():
+            break
+    assert not hung, f"still running after {seconds:g} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def make_upload(src: Path, upload_id: str, chunks: list[bytes]) -> Path:
+    folder = src / "chunks" / upload_id
+    folder.mkdir(parents=True)
+    (folder / "upload.json").write_text(json.dumps({"filename": "v.mp4", "user_id": 1}))
+    for n, data in enumerate(chunks, 1):
+        (folder / f"{n:05d}.part").write_bytes(data)
+    return folder
+
+
+# --- 3: chunk parts get the checks regular files get -------------------------------------------
+
+
+def test_a_chunk_swapped_for_a_symlink_after_its_check_is_never_sent(
+        tmp_path: Path, s3_server, s3_env, redis_server, monkeypatch) -> None:
+    redis_server.client.flushall()
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_bytes(b"SECRET: a file outside the upload folder")
+    src = tmp_path / "uploads"
+    upload_id = "a" * 32
+    make_upload(src, upload_id, [b"one" * 100, b"two" * 100])
+    described = carry.describe_upload
+
+    def then_swap(folder: str, prefix: str):
+        up = described(folder, prefix)  # checked while the parts were regular files
+        part = Path(folder) / "00002.part"
+        part.unlink()
+        part.symlink_to(secret)
+        return up
+
+    monkeypatch.setattr(carry, "describe_upload", then_swap)
+    result = export_files([src], "s3://hostile-link", endpoint_url=s3_server.url,
+                          create_bucket=True, redis_url=redis_server.url)
+
+    [up] = result.uploads
+    assert up.status == "failed" and "00002.part" in up.reason, up
+    assert not result.ok
+    assert not redis_server.client.exists(f"upload:{upload_id}")
+    pending = s3_server.client().list_multipart_uploads(Bucket="hostile-link")
+    assert pending.get("Uploads", []) == []  # the multipart upload begun is aborted
+
+
+def test_a_fifo_in_place_of_a_chunk_upload_json_or_a_file_never_hangs_the_run(
+        tmp_path: Path, s3_server, s3_env, redis_server, monkeypatch) -> None:
+    redis_server.client.flushall()
+    src = tmp_path / "uploads"
+    part_fifo = make_upload(src, "b" * 32, [b"chunk"]) / "00001.part"
+    json_fifo = make_upload(src, "c" * 32, [b"chunk"]) / "upload.json"
+    file_fifo = src / "avatars" / "me.png"
+    file_fifo.parent.mkdir()
+    file_fifo.write_bytes(b"\x89PNG an avatar")
+    (src / "avatars" / "other.png").write_bytes(b"\x89PNG another")
+    walked, planned = export_module.walk, export_module.plan
+
+    def walk_then_swap(roots, prefix):
+        found = walked(roots, prefix)  # the folders as they were: regular files only
+        for path in (part_fifo, json_fifo):
+            path.unlink()
+            os.mkfifo(path)
+        return found
+
+    def plan_then_swap(*args, **kwargs):
+        todo = planned(*args, **kwargs)
+        file_fifo.unlink()
+        os.mkfifo(file_fifo)
+        return todo
+
+    monkeypatch.setattr(export_module, "walk", walk_then_swap)
+    monkeypatch.setattr(export_module, "plan", plan_then_swap)
+    result = finishes(lambda: export_files(
+        [src], "s3://hostile-fifo", endpoint_url=s3_server.url, create_bucket=True,
+        redis_url=redis_server.url), [part_fifo, json_fifo, file_fifo])
+
+    assert not result.ok and result.uploaded == 1
+    reasons = {Path(p.path).name: p.reason for p in result.problems}
+    assert "fifo" in reasons["me.png"], reasons
+    by_id = {up.upload_id: up for up in result.uploads}
+    assert by_id["b" * 32].status == "failed" and "fifo" in by_id["b" * 32].reason
+    assert by_id["c" * 32].status == "failed" and "fifo" in by_id["c" * 32].reason
+    assert list(bucket_keys(s3_server, "hostile-fifo")) == ["avatars/other.png"]
