@@ -14,14 +14,15 @@ import json
 import os
 import re
 import threading
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from migrate.files import carry, export_files
+from migrate.files import carry, export_files, verify_files
 from migrate.files import export as export_module
 from tests import test_files_support as support
-from tests.test_files_support import bucket_keys
+from tests.test_files_support import bucket_keys, migrate_cli
 
 s3_server, s3_env, redis_server = support.s3_server, support.s3_env, support.redis_server
 MIB = 1024 * 1024
@@ -140,3 +141,54 @@ def test_a_fifo_in_place_of_a_chunk_upload_json_or_a_file_never_hangs_the_run(
     assert by_id["b" * 32].status == "failed" and "fifo" in by_id["b" * 32].reason
     assert by_id["c" * 32].status == "failed" and "fifo" in by_id["c" * 32].reason
     assert list(bucket_keys(s3_server, "hostile-fifo")) == ["avatars/other.png"]
+
+
+# --- 4: two names, one key ------------------------------------------------------------------
+
+
+def test_two_names_that_map_to_one_key_are_a_collision_and_exit_1(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    src = tmp_path / "uploads"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "b").write_bytes(b"the file a/b")
+    (src / "a\\b").write_bytes(b"another file, named a\\b")
+    nfc = unicodedata.normalize("NFC", "café.txt")
+    nfd = unicodedata.normalize("NFD", "café.txt")
+    (src / nfc).write_bytes(b"written on Linux")
+    (src / nfd).write_bytes(b"written on a Mac")
+    (src / "fine.txt").write_bytes(b"no collision")
+    manifest = tmp_path / "manifest.ndjson"
+
+    run = migrate_cli("export-files", str(src), "--to", "s3://hostile-collide", "--endpoint-url",
+                      s3_server.url, "--create-bucket", "--manifest", str(manifest), "--json",
+                      env=s3_env)
+
+    assert run.returncode == 1, run.stderr
+    out = json.loads(run.stdout)
+    assert (out["uploaded"], out["failed"]) == (1, 4)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert "superseded" not in {row["status"] for row in rows}
+    collided = {row["path"]: row["reason"] for row in rows if row["status"] == "failed"}
+    assert len(collided) == 4 and all("same key" in r for r in collided.values()), collided
+    assert collided[str(src / "a\\b")].count(str(src / "a" / "b")) == 1
+    assert list(bucket_keys(s3_server, "hostile-collide")) == ["fine.txt"]
+    # verify files names the collision too, even where an object is under the key
+    s3_server.client().put_object(Bucket="hostile-collide", Key="a/b", Body=b"the file a/b")
+    checked = verify_files([src], "s3://hostile-collide", endpoint_url=s3_server.url)
+    assert not checked.ok
+    assert {d.key for d in checked.different} >= {"a/b", nfc}, checked
+
+
+def test_one_name_on_two_instances_is_still_one_file_not_a_collision(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    nfd = unicodedata.normalize("NFD", "Résumé.pdf")
+    for n, data in ((1, b"older"), (2, b"newer")):
+        (tmp_path / f"instance-{n}").mkdir()
+        path = tmp_path / f"instance-{n}" / nfd
+        path.write_bytes(data)
+        os.utime(path, ns=(n * 10**18, n * 10**18))
+    result = export_files([tmp_path / "instance-1", tmp_path / "instance-2"],
+                          "s3://hostile-instances", endpoint_url=s3_server.url,
+                          create_bucket=True)
+    assert result.ok and result.uploaded == 1
+    assert [p.status for p in result.problems] == ["superseded"]

@@ -141,7 +141,7 @@ def export_files(
     try:
         for rec in found.problems:
             record(rec)
-        todo = plan(found.entries, listing, state, threshold, record, ep)
+        todo = plan(found.entries, listing, state, threshold, record, ep, found.names)
         if dry_run:
             for entry in todo:
                 record(FileRecord(entry.path, entry.key, entry.size, None, PLANNED), entry)

@@ -4,7 +4,8 @@ A listed object of the same size is confirmed by the state file (size, mtime and
 remembered: no read of the file), else by the file's checksum against the listed ETag (or, for
 a multipart ETag made with another part size, the object's ``sha256`` metadata). One key found
 in two sources (two instances' folders) is sent once: equal content is a duplicate, different
-content is superseded by the newest file.
+content is superseded by the newest file. Two different names that map to one key (``a\\b``
+beside ``a/b``, NFC and NFD spellings) are a collision: each is reported, none is sent.
 """
 
 from __future__ import annotations
@@ -21,12 +22,18 @@ from migrate.files.walk import (
     Entry,
     FileRecord,
     RecordFn,
+    collided,
+    collision,
 )
 
 
 def plan(entries: list[Entry], listing: dict[str, tuple[int, str]], state: dict[str, Known],
-         threshold: int, record: RecordFn, ep: Endpoint) -> list[Entry]:
-    """The entries to send; every other one is recorded (skipped, duplicate, superseded...)."""
+         threshold: int, record: RecordFn, ep: Endpoint,
+         names: dict[str, str] | None = None) -> list[Entry]:
+    """The entries to send; every other one is recorded (skipped, duplicate, superseded...).
+
+    ``names``: ``Walk.names``, to tell a collision from one name on two instances.
+    """
     by_key: dict[str, list[Entry]] = {}
     for entry in entries:
         by_key.setdefault(entry.key, []).append(entry)
@@ -34,6 +41,11 @@ def plan(entries: list[Entry], listing: dict[str, tuple[int, str]], state: dict[
     heads = _Heads(ep)
     try:
         for key, group in by_key.items():
+            if len(group) > 1 and collided(group, names or {}):
+                for entry in group:
+                    record(FileRecord(entry.path, key, entry.size, None, FAILED,
+                                      collision(entry, group)), entry)
+                continue
             entry = group[0] if len(group) == 1 else _one_of(group, threshold, record)
             listed = listing.get(key)
             if listed is None or listed[0] != entry.size:

@@ -22,7 +22,7 @@ from migrate.files.carry import connect_redis, describe_upload, redis_failure
 from migrate.files.digests import DEFAULT_THRESHOLD, file_digests
 from migrate.files.target import connect, list_prefix
 from migrate.files.transfer import MIB, RETRYABLE, Endpoint, RawS3, S3Error, with_retries
-from migrate.files.walk import Changed, Entry, ProgressFn, walk
+from migrate.files.walk import Changed, Entry, ProgressFn, Walk, collided, collision, walk
 
 
 @dataclass
@@ -90,11 +90,7 @@ def verify_files(
     ep, prefix, _ = connect(target, endpoint_url)
     result = VerifyResult(target=target, deep=deep)
     found = walk(roots, prefix)
-    entries: dict[str, Entry] = {}
-    for entry in found.entries:
-        # Two instances with one key: the newest is what export kept.
-        if entry.key not in entries or entries[entry.key].mtime_ns < entry.mtime_ns:
-            entries[entry.key] = entry
+    entries = _one_per_key(found, result)
     listing = list_prefix(ep, prefix)
     items = []
     for key, entry in entries.items():
@@ -106,7 +102,7 @@ def verify_files(
                        f"size differs ({listed[0]} in the bucket, {entry.size} here)")
         else:
             items.append((entry.path, key, entry.size, deep, threshold))
-    result.checked = len(entries)
+    result.checked += len(entries)
     _check_all(ep, items, jobs, result, entries, on_progress)
     if redis_url and found.chunk_dirs:
         _verify_uploads(found.chunk_dirs, prefix, redis_url, result)
@@ -114,6 +110,23 @@ def verify_files(
     result.different.sort(key=lambda d: d.key)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _one_per_key(found: Walk, result: VerifyResult) -> dict[str, Entry]:
+    """key -> the file export kept for it: the newest of one name on two instances. Two names
+    for one key are a collision, a difference whatever the bucket holds."""
+    groups: dict[str, list[Entry]] = {}
+    for entry in found.entries:
+        groups.setdefault(entry.key, []).append(entry)
+    entries: dict[str, Entry] = {}
+    for key, group in groups.items():
+        if len(group) > 1 and collided(group, found.names):
+            result.checked += 1
+            for entry in group:
+                result.add(entry.path, key, collision(entry, group))
+        else:
+            entries[key] = max(group, key=lambda e: e.mtime_ns)
+    return entries
 
 
 def _check_all(ep: Endpoint, items: list[tuple], jobs: int, result: VerifyResult,

@@ -2,6 +2,9 @@
 
 Names come from outside, so each is checked before it becomes a key: ``object_key`` refuses
 ``..`` and absolute paths, and a name that is not valid UTF-8 (S3 keys are UTF-8) is reported.
+A name whose key is another spelling of it (``a\\b`` is ``a/b``, an NFD name its NFC form) is
+remembered in ``Walk.names``: two different names that map to one key are a collision
+(``collided``), never one file superseding the other.
 Symlinks leaving the folder, sockets, fifos and devices are reported and skipped; a symlink to a
 folder inside the source is not followed (its files are exported under their real path, and
 following it could loop). A chunked upload in progress (``chunks/<32 hex>/upload.json``) is not
@@ -18,6 +21,7 @@ import errno
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -65,6 +69,8 @@ class Walk:
     entries: list[Entry] = field(default_factory=list)
     problems: list[FileRecord] = field(default_factory=list)
     chunk_dirs: list[str] = field(default_factory=list)
+    # path -> its name under the folder, for the entries whose key spells that name otherwise
+    names: dict[str, str] = field(default_factory=dict)
 
     def problem(self, path: str, status: str, reason: str, size: int = 0) -> None:
         self.problems.append(FileRecord(shown(path), "", size, None, status, reason))
@@ -94,6 +100,8 @@ class _Walker:
         self.source = source
         self.real_root = os.path.realpath(source)
         self.prefix = prefix
+        clean = unicodedata.normalize("NFC", prefix).strip("/")
+        self.key_prefix = f"{clean}/" if clean else ""  # what object_key puts before a name
         self.found = found
         self.stack = [""]
 
@@ -162,7 +170,24 @@ class _Walker:
         except ValueError as exc:
             self.found.problem(path, FAILED, str(exc), st.st_size)
             return
+        if len(key) != len(self.key_prefix) + len(rel) or not key.endswith(rel):
+            self.found.names[path] = rel  # the key spells it otherwise: it may collide
         self.found.entries.append(Entry(path, key, st.st_size, st.st_mtime_ns))
+
+
+def collided(group: list[Entry], names: dict[str, str]) -> bool:
+    """True when the entries of one key (``group``) have more than one name: a collision.
+
+    One name in two folders (the same upload on two instances) is one file, not a collision.
+    """
+    return len({names.get(e.path) for e in group}) > 1
+
+
+def collision(entry: Entry, group: list[Entry]) -> str:
+    """The reason recorded for each file of a collision: the others named."""
+    others = ", ".join(repr(e.path) for e in group if e is not entry)
+    return (f"{len(group)} files map to the same key {entry.key!r} (also {others}): "
+            "rename all but one; none is uploaded under it")
 
 
 class Changed(Exception):
