@@ -488,6 +488,10 @@ def test_shared_sessions_are_fine(tmp_path):
     ("app.config.from_mapping(SECRET_KEY='dev')", "secret-key-dev"),
     ("import os\nSECRET_KEY = os.environ.get('SECRET_KEY', 'change-me')", "secret-key-dev"),
     ("class Config:\n    SECRET_KEY = 'super secret key'", "secret-key-dev"),
+    ("import os\nSECRET_KEY = os.environ.get('SECRET_KEY') or 'you-will-never-guess'",
+     "secret-key-dev"),
+    ("import os\nSECRET_KEY = os.environ.get('SECRET_KEY') or 'hard to guess string'",
+     "secret-key-dev"),
 ])
 def test_secret_keys(tmp_path, code, rule):
     result = scan(tmp_path, FLASK + code + "\n")

@@ -38,7 +38,8 @@ PER_PROCESS = RULES[0]
 HELPER_DEPTH = 6
 """How many helpers deep a generated key is followed (helper -> helper -> ...)."""
 DEV_WORDS = ("dev", "secret", "change", "test", "default", "example", "insecure", "replace",
-             "your", "sample", "demo", "password", "key")
+             "your", "sample", "demo", "password", "key", "guess", "placeholder", "fixme",
+             "todo", "string")
 
 
 def is_dev_secret(value: str) -> bool:
