@@ -488,6 +488,11 @@ def test_shared_sessions_are_fine(tmp_path):
     ("app.config.from_mapping(SECRET_KEY='dev')", "secret-key-dev"),
     ("import os\nSECRET_KEY = os.environ.get('SECRET_KEY', 'change-me')", "secret-key-dev"),
     ("class Config:\n    SECRET_KEY = 'super secret key'", "secret-key-dev"),
+    ("import random\nimport string\n"
+     "SECRET_KEY = ''.join(random.choice(string.ascii_letters) for _ in range(32))",
+     "secret-key-per-process"),
+    ("from cryptography.fernet import Fernet\napp.secret_key = Fernet.generate_key()",
+     "secret-key-per-process"),
     ("import os\nSECRET_KEY = os.environ.get('SECRET_KEY') or 'you-will-never-guess'",
      "secret-key-dev"),
     ("import os\nSECRET_KEY = os.environ.get('SECRET_KEY') or 'hard to guess string'",

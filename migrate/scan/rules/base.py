@@ -128,7 +128,8 @@ class WalkerBase:
         none) and its line, and the dotted names of the other calls whose results it may be.
 
         Followed: calls (their receiver and arguments), ``a or b``, ``x if c else y``,
-        operators, f-strings, subscripts and names bound in this scope (or at module level).
+        operators, f-strings, subscripts, comprehensions, containers and names bound in this
+        scope (or at module level).
         """
         calls: list[str] = []
         stack = [node]
@@ -163,6 +164,8 @@ class WalkerBase:
                 stack += (sub.body, sub.orelse)
             elif isinstance(sub, ast.BinOp):
                 stack += (sub.left, sub.right)
+            elif not isinstance(sub, ast.Constant | ast.Lambda):
+                stack += ast.iter_child_nodes(sub)  # "".join(choice(...) for _ in ...), [...]
         return "", 0, calls
 
     def _bound_values(self, name: str) -> list[ast.AST] | None:

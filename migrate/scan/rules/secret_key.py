@@ -33,7 +33,8 @@ RULES = (
 RANDOM_CALLS = frozenset({"os.urandom", "secrets.token_bytes", "secrets.token_hex",
                           "secrets.token_urlsafe", "secrets.randbits", "secrets.choice",
                           "uuid.uuid4", "uuid.uuid1", "random.random", "random.getrandbits",
-                          "random.choice", "random.choices", "random.randbytes"})
+                          "random.choice", "random.choices", "random.randbytes",
+                          "cryptography.fernet.Fernet.generate_key"})
 PER_PROCESS = RULES[0]
 HELPER_DEPTH = 6
 """How many helpers deep a generated key is followed (helper -> helper -> ...)."""
