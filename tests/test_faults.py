@@ -51,7 +51,7 @@ def cart_of(response: requests.Response) -> dict[int, int]:
     return {int(p): int(q) for p, q in re.findall(CART, response.text)}
 
 
-def wait_ready(urls: list[str], timeout: float = 15.0) -> None:
+def wait_ready(urls: list[str], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     for url in urls:
         while requests.get(url + "/readyz", timeout=5).status_code != 200:
@@ -329,7 +329,8 @@ def test_a_killed_export_leaves_no_worker_processes(store_set, user_env: dict[st
     try:
         _kill_when(export, lambda: _count_lines(state) >= 50)
     finally:
-        leftovers = _reap_group(export.pid, wait=5.0)  # then killed: never left running
+        # Its workers notice the kill by themselves (a deadline only bounds a busy machine).
+        leftovers = _reap_group(export.pid, wait=30.0)  # then killed: never left running
     assert not leftovers, f"processes outlived the killed export: {leftovers}"
 
 
@@ -376,5 +377,6 @@ def test_export_sessions_killed_mid_run_resumes_and_every_session_is_there(
     for i in random.Random(3).sample(range(count), 20):  # as the after-app reads them
         data = msgspec.msgpack.decode(client.get(f"session:sid-{i:07d}"))
         assert data == {"_permanent": True, "user_id": i, "recent": [i % 7]}
-        assert 3500 < client.ttl(f"session:sid-{i:07d}") <= 3600
+        # The expiry written in the dump, less the time since: however slow the machine.
+        assert 3600 - (time.time() - now) - 1 <= client.ttl(f"session:sid-{i:07d}") <= 3600
     client.close()

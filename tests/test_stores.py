@@ -136,7 +136,8 @@ def test_cli_stores_up_writes_the_env_file_and_never_prints_secrets(tmp_path: Pa
     import signal
     import subprocess
     import sys
-    import time
+
+    from tests.waiting import read_until
 
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
@@ -145,12 +146,12 @@ def test_cli_stores_up_writes_the_env_file_and_never_prints_secrets(tmp_path: Pa
         env={**os.environ, "COLUMNS": "200"},
     )
     env_file = run_dir / "stores.env"
-    deadline = time.monotonic() + 20
-    while not env_file.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=20)[0]
+    output = ""
+    try:  # up: the env file written and the table printed
+        output = read_until(process.stdout, "stores up", timeout=120)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output += process.communicate(timeout=60)[0]
     assert process.returncode == 0, output
     values = dict(line.removeprefix("export ").split("=", 1)
                   for line in env_file.read_text().splitlines() if "=" in line)
