@@ -58,16 +58,33 @@ def _kill_leftovers() -> None:
         _terminate(process, signal.SIGKILL, 5)
 
 
+# What the servers write (session data, objects, databases, logs) is this user's alone.
+PRIVATE_UMASK = 0o077
+
+
+def private_file(path: Path, mode: str = "ab"):
+    """Open ``path`` (created 0600 if new; an existing file keeps its mode) for writing."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)
+
+
+def _private_log(log: Path | None):
+    return private_file(log) if log is not None else open(os.devnull, "ab")
+
+
 def spawn(command: list[str], log: Path | None, env: dict[str, str] | None = None
           ) -> subprocess.Popen:
     """Start a server in its own session, output appended to ``log``; tracked in ``LIVE``.
 
     Its own session: a Ctrl-C in the terminal reaches only the parent, which stops servers in
     order (instances before their stores), and its process group can be killed as a whole.
+    Private: the log is created 0600, and what the server writes (objects, a database, its own
+    files) is created under umask 077, readable by this user only.
     """
-    with open(log if log is not None else os.devnull, "ab") as out:
+    with _private_log(log) as out:
         process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   umask=PRIVATE_UMASK)
     LIVE.add(process)
     return process
 
@@ -152,19 +169,29 @@ def s3_client(endpoint_url: str, access_key: str | None, secret_key: str | None)
 
 
 class EmbeddedRedis:
-    """A real ``redis-server`` on 127.0.0.1 with its own folder under ``run_dir``."""
+    """A real ``redis-server`` on 127.0.0.1 with its own folder under ``run_dir``.
 
-    def __init__(self, run_dir: Path, *, persist: bool = False, port: int | None = None) -> None:
+    It requires a password (random per server, kept across restarts): any local user can
+    connect to 127.0.0.1, and without one could list the session ids and forge a logged-in
+    session. The password is in ``url`` (give that URL to every client; print it only through
+    ``migrate.redact.url``) and reaches the server through a 0600 file, never its command line.
+    """
+
+    def __init__(self, run_dir: Path, *, persist: bool = False, port: int | None = None,
+                 password: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.persist = persist
         self.port = port or free_port()
+        # Hex: nothing to quote in a URL or in the config file.
+        self.password = password or secrets.token_hex(24)
         self.dir: Path | None = None
         self.process: subprocess.Popen | None = None
         self._started = False  # once up, the port is kept (restart: same URL)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL every client uses, password included (mask it with redact.url to print)."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -189,12 +216,15 @@ class EmbeddedRedis:
 
     def _start_once(self) -> EmbeddedRedis:
         if self.dir is None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.dir = Path(tempfile.mkdtemp(prefix="redis-", dir=self.run_dir))
+            self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.dir = Path(tempfile.mkdtemp(prefix="redis-", dir=self.run_dir))  # 0700
+            with private_file(self.dir / "redis.conf", "w") as conf:
+                conf.write(f"requirepass {self.password}\n")
         # appendfsync always: with persist, a SIGKILL loses nothing either (fault tests).
         durability = (["--appendonly", "yes", "--appendfsync", "always"] if self.persist
                       else ["--appendonly", "no"])
-        command = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+        command = [redis_server_binary(), str(self.dir / "redis.conf"),
+                   "--port", str(self.port), "--bind", "127.0.0.1",
                    "--dir", str(self.dir), "--save", "", *durability, "--daemonize", "no",
                    "--logfile", str(self.log)]
         self.process = spawn(command, None)
@@ -209,11 +239,17 @@ class EmbeddedRedis:
         return True
 
     def _pongs(self) -> bool:
-        """One raw PING with a short timeout (a squatter on the port must not stall us)."""
+        """AUTH and PING, raw, with a short timeout (a squatter on the port must not stall us)."""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")  # -LOADING: not yet
+                sock.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+                replies = b""
+                while replies.count(b"\r\n") < 2:
+                    chunk = sock.recv(256)
+                    if not chunk:
+                        return False
+                    replies += chunk
+                return replies.split(b"\r\n")[:2] == [b"+OK", b"+PONG"]  # -LOADING: not yet
         except OSError:
             return False
 
@@ -301,7 +337,8 @@ class EmbeddedS3:
     _retry_on_new_port = EmbeddedRedis._retry_on_new_port
 
     def _start_once(self) -> EmbeddedS3:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, exist_ok=True)
         command = [rclone_binary(), "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
                    "--config", os.devnull, str(self.dir)]
         # The key pair through the environment, not argv: anyone on the host can read argv in

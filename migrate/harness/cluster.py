@@ -145,7 +145,7 @@ class Cluster:
 
     def start(self) -> Cluster:
         """Prepare the database once, start every instance (and worker, proxy); wait healthy."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # logs, uploads: private
         try:
             self._prepare(self.app)
             for i in range(len(self._instances)):
@@ -261,7 +261,7 @@ class Cluster:
         inst = self._instances[i]
         inst.name = self._name(inst.app, i)
         folder = self.run_dir / inst.name
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         spec = APPS.get(inst.app, inst.app)
         command = gunicorn_command(spec, f"127.0.0.1:{inst.port}", "--graceful-timeout", "5",
                                    "--timeout", "60")
@@ -308,7 +308,7 @@ class Cluster:
         if self.worker is not None and self.worker.poll() is None:
             return
         env = self._child_env(INSTANCE_NAME="worker", INSTANCE_PATH=str(self.run_dir / "worker"))
-        (self.run_dir / "worker").mkdir(exist_ok=True)
+        (self.run_dir / "worker").mkdir(mode=0o700, exist_ok=True)
         self.worker = self._popen([sys.executable, "-m", "sample_stateless_app.worker"],
                                   "worker.log", env)
         time.sleep(0.2)

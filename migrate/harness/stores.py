@@ -29,6 +29,7 @@ from migrate.embedded import (  # noqa: F401
     _terminate,
     free_port,
     log_tail,
+    private_file,
     rclone_binary,
     redis_server_binary,
     s3_client,
@@ -135,7 +136,8 @@ class StoreSet:
         """Check the user's stores answer, start embedded ones for the rest."""
         o = self._options
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            # Private: the run dir holds the database, the objects, the logs and env files.
+            self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # The user's stores first: a wrong URL fails fast, before anything starts.
             if o["redis_url"]:
                 check_redis(o["redis_url"])
@@ -155,6 +157,8 @@ class StoreSet:
                                                     self.s3.secret_key)
             local = f"sqlite:///{self.run_dir / 'shop.db'}"  # migrate: ignore[sqlite-local]
             database_url = o["database_url"] or local
+            if not o["database_url"]:  # SQLite makes an empty file a database, journals alike
+                private_file(self.run_dir / "shop.db").close()
         except BaseException:
             self.stop()
             raise
