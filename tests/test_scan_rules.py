@@ -743,6 +743,43 @@ def test_threads_that_finish_within_the_request_or_run_from_main(tmp_path):
     assert rules(result) == []
 
 
+def test_socketio_handlers_and_background_tasks(tmp_path):
+    """Flask-SocketIO's example app: a background task started by the connect handler."""
+    result = scan(tmp_path, FLASK + """
+        from threading import Lock
+
+        from flask_socketio import SocketIO, emit
+
+        socketio = SocketIO(app)
+        thread = None
+        thread_lock = Lock()
+        CLIENTS = set()
+
+        def background_thread():
+            while True:
+                socketio.sleep(10)
+                socketio.emit("my_response", {"data": "Server generated event"})
+
+        @socketio.event
+        def connect():
+            global thread
+            with thread_lock:
+                if thread is None:
+                    thread = socketio.start_background_task(background_thread)
+            emit("my_response", {"data": "Connected"})
+
+        @socketio.on("join")
+        def on_join(data):
+            CLIENTS.add(request.sid)
+    """)
+    started = line_of(tmp_path, "socketio.start_background_task")
+    assert [(f.rule, f.line, f.severity) for f in result.findings] == [
+        ("global-rebind", started, "error"),
+        ("background-thread", started, "error"),
+        ("module-state", line_of(tmp_path, "CLIENTS.add"), "error"),
+    ]
+
+
 # --- SQLite -----------------------------------------------------------------------------------
 
 

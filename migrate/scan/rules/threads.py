@@ -77,6 +77,10 @@ class ThreadRules(WalkerBase):
             if kind and kind != "executor":
                 self._thread(node, f"{kind} `{recv.id}`.start()", recv.id)
 
+    def _background_task(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
+        """Flask-SocketIO's ``socketio.start_background_task(fn)``: a thread or greenlet."""
+        self._thread(node, f"`{meth}()`", None)
+
     def _join(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
         if isinstance(recv, ast.Name) and self.func is not None:
             self.func.joined.add(recv.id)

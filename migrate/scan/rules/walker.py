@@ -56,6 +56,7 @@ ENTRY_DECORATORS = frozenset({
     "url_value_preprocessor", "app_url_value_preprocessor", "url_defaults", "app_url_defaults",
     "template_filter", "app_template_filter", "template_global", "app_template_global",
     "template_test", "app_template_test", "endpoint",
+    "on", "event",  # Flask-SocketIO: @socketio.on("message"), @socketio.event
 })
 HOOK_REGISTRARS = frozenset(ENTRY_DECORATORS - {"route", "get", "post", "put", "delete",
                                                 "patch", "websocket", "endpoint"})
@@ -101,6 +102,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         self.method_handlers: dict[str, MethodHandler] = {
             "start": self._start, "join": self._join, "shutdown": self._join,
             "submit": self._submit, "apply_async": self._submit,
+            "start_background_task": self._background_task,
             "save": self._save, "mkdir": self._path_mkdir, "open": self._path_open,
             "unlink": self._path_remove, "rmdir": self._path_remove,
             **dict.fromkeys(PATH_WRITE_METHODS, self._path_write),
