@@ -1,0 +1,5 @@
+"""Flask-Uploads (Flask-Reuploaded): an UploadSet saves into UPLOADED_PHOTOS_DEST."""
+
+from flask_uploads import IMAGES, UploadSet
+
+photos = UploadSet("photos", IMAGES)
