@@ -10,17 +10,27 @@ rendered escape. The lying server is a small HTTP server on 127.0.0.1 that misbe
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
 import threading
 import unicodedata
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from migrate.files import carry, export_files, verify_files
+import pytest
+
+from migrate.files import carry, export_files, verify_files, workers
 from migrate.files import export as export_module
+from migrate.files import send as send_module
+from migrate.files.digests import large_digests
+from migrate.files.send import put_streamed
+from migrate.files.transfer import RawS3, ShortBody, endpoint_from_env
+from migrate.files.walk import Entry
 from tests import test_files_support as support
 from tests.test_files_support import bucket_keys, migrate_cli
 
@@ -192,3 +202,104 @@ def test_one_name_on_two_instances_is_still_one_file_not_a_collision(
                           create_bucket=True)
     assert result.ok and result.uploaded == 1
     assert [p.status for p in result.problems] == ["superseded"]
+
+
+# --- 5: a file that changes after it was hashed --------------------------------------------
+
+
+def test_a_file_that_shrinks_after_it_was_hashed_is_reported_without_a_stall(
+        tmp_path: Path, s3_server, s3_env, monkeypatch) -> None:
+    src = tmp_path / "uploads"
+    src.mkdir()
+    for name in ("shrinks.bin", "fine.bin"):  # above 8 MiB: one PUT streamed from the file
+        (src / name).write_bytes(os.urandom(9 * MIB))
+    hashed = send_module.large_digests
+
+    def then_shrink(path: str, size: int, multipart: bool = True):
+        digests = hashed(path, size, multipart)
+        if path.endswith("shrinks.bin"):
+            os.truncate(path, 5 * MIB)  # a writer cut it short after it was hashed
+        return digests
+
+    monkeypatch.setattr(send_module, "large_digests", then_shrink)
+    result = finishes(lambda: export_files(
+        [src], "s3://hostile-shrink", endpoint_url=s3_server.url, create_bucket=True), [])
+    [problem] = result.problems
+    assert result.uploaded == 1 and problem.path.endswith("shrinks.bin"), result.problems
+    assert problem.status == "failed" and "changed" in problem.reason, problem
+    assert list(bucket_keys(s3_server, "hostile-shrink")) == ["fine.bin"]
+
+
+def test_a_multipart_file_that_shrinks_after_it_was_hashed_is_reported_as_changed(
+        tmp_path: Path, s3_server, s3_env, monkeypatch) -> None:
+    src = tmp_path / "uploads"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(17 * MIB))  # parts of 8 MiB: three of them
+    hashed = send_module.large_digests
+
+    def then_shrink(path: str, size: int, multipart: bool = True):
+        digests = hashed(path, size, multipart)
+        os.truncate(path, 12 * MIB)
+        return digests
+
+    monkeypatch.setattr(send_module, "large_digests", then_shrink)
+    result = finishes(lambda: export_files(
+        [src], "s3://hostile-shrink-mp", endpoint_url=s3_server.url, create_bucket=True,
+        threshold=16 * MIB), [])
+    [problem] = result.problems
+    assert problem.status == "failed" and "changed" in problem.reason, problem
+    assert bucket_keys(s3_server, "hostile-shrink-mp") == {}
+    pending = s3_server.client().list_multipart_uploads(Bucket="hostile-shrink-mp")
+    assert pending.get("Uploads", []) == []
+
+
+def test_a_file_that_grows_after_it_was_hashed_sends_no_byte_past_its_length(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    grows, after = tmp_path / "grows.bin", tmp_path / "after.bin"
+    grows.write_bytes(os.urandom(9 * MIB))
+    after.write_bytes(os.urandom(9 * MIB))
+    ep = endpoint_from_env(s3_server.url, "hostile-grow")
+    s3_server.client().create_bucket(Bucket="hostile-grow")
+    workers.init_worker(ep)
+    entries = [Entry(str(p), p.name, p.stat().st_size, p.stat().st_mtime_ns)
+               for p in (grows, after)]
+    digests = [large_digests(e.path, e.size, multipart=False) for e in entries]
+    with open(grows, "ab") as f:
+        f.write(b"GET / HTTP/1.1\r\nHost: poisoned\r\n\r\n" * 1000)  # appended after hashing
+
+    def send_both() -> str:  # on one thread: one keep-alive connection for both
+        with pytest.raises(Exception, match="changed"):
+            put_streamed(entries[0], digests[0])
+        return put_streamed(entries[1], digests[1])[0]
+
+    with ThreadPoolExecutor(1) as one_thread:
+        assert one_thread.submit(send_both).result() == digests[1].sha256
+    body = s3_server.client().get_object(Bucket="hostile-grow", Key="after.bin")["Body"].read()
+    assert body == after.read_bytes()
+    assert list(bucket_keys(s3_server, "hostile-grow")) == ["after.bin"]
+
+
+def test_the_client_sends_exactly_content_length_bytes_of_a_streamed_body(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    data = os.urandom(3 * MIB)
+    path = tmp_path / "body.bin"
+    path.write_bytes(data)
+    s3_server.client().create_bucket(Bucket="hostile-length")
+    client = RawS3(endpoint_from_env(s3_server.url, "hostile-length"))
+    first = data[: 2 * MIB]
+    try:
+        with open(path, "rb") as f:  # longer than the length given: the rest is not sent
+            client.request("PUT", "first", body=f, length=len(first),
+                           headers={"content-md5": base64.b64encode(
+                               hashlib.md5(first).digest()).decode()},
+                           payload_sha256=hashlib.sha256(first).hexdigest())
+        with open(path, "rb") as f, pytest.raises(ShortBody):  # shorter: refused, no stall
+            client.request("PUT", "second", body=f, length=len(data) + 1,
+                           payload_sha256="UNSIGNED-PAYLOAD")
+        status, _, _ = client.request("HEAD", "first")  # the connection is fine after both
+    finally:
+        client.close()
+    assert status == 200
+    got = s3_server.client().get_object(Bucket="hostile-length", Key="first")["Body"].read()
+    assert got == first
+    assert list(bucket_keys(s3_server, "hostile-length")) == ["first"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from migrate.files.transfer import MIB
-from migrate.files.walk import open_regular
+from migrate.files.walk import changed, open_regular
 
 DEFAULT_THRESHOLD = 64 * MIB  # multipart at or above this size
 MIN_PART = 8 * MIB
@@ -30,33 +31,53 @@ def part_size_for(size: int) -> int:
 def file_digests(path: str, size: int, threshold: int) -> tuple[str, str]:
     """(sha256 hex, the ETag S3 gives this file: plain MD5, or md5-of-parts for multipart).
 
-    Raises OSError, or ``walk.Changed`` when the file is no longer a regular file.
+    Raises OSError, or ``walk.Changed`` when the file is no longer a regular file of ``size``
+    bytes.
     """
-    sha = hashlib.sha256()
     if size < threshold:
-        md5 = hashlib.md5()
-        with open(open_regular(path), "rb") as f:
-            while block := f.read(MIB):
-                sha.update(block)
-                md5.update(block)
-        return sha.hexdigest(), md5.hexdigest()
-    part = part_size_for(size)
-    digests = []
-    with open(open_regular(path), "rb") as f:
-        while True:
-            md5 = hashlib.md5()
-            left = part
-            while left and (block := f.read(min(MIB, left))):
-                sha.update(block)
-                md5.update(block)
-                left -= len(block)
-            if left == part:
-                break
-            digests.append(md5.digest())
-            if left:
-                break
-    etag = f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
-    return sha.hexdigest(), etag
+        sha, whole, _ = _read_digests(path, size, 0, MIB)
+        return sha, whole.hex()
+    sha, _, parts = _read_digests(path, size, part_size_for(size), MIB, whole=False)
+    return sha, f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"
+
+
+def _read_digests(path: str, size: int, part: int, block: int,
+                  whole: bool = True) -> tuple[str, bytes, list[bytes]]:
+    """(sha256 hex, the whole file's MD5 (if ``whole``), each ``part``'s MD5 (if ``part``)),
+    in one read of exactly ``size`` bytes."""
+    sha, md5_all = hashlib.sha256(), hashlib.md5() if whole else None
+    parts: list[bytes] = []
+    md5, left = hashlib.md5(), part
+    for data in _exactly(path, size, block):
+        sha.update(data)
+        if md5_all is not None:
+            md5_all.update(data)
+        view = memoryview(data)
+        while part and view:
+            n = min(left, len(view))
+            md5.update(view[:n])
+            view, left = view[n:], left - n
+            if not left:
+                parts.append(md5.digest())
+                md5, left = hashlib.md5(), part
+    if part and (left < part or not parts):
+        parts.append(md5.digest())
+    return sha.hexdigest(), md5_all.digest() if md5_all is not None else b"", parts
+
+
+def _exactly(path: str, size: int, block: int) -> Iterator[bytes]:
+    """The file's ``size`` bytes in blocks; ``walk.Changed`` if it is not that size any more
+    (or shrinks or grows while it is read): what is hashed is what will be sent."""
+    with open(open_regular(path, size), "rb", buffering=0) as f:
+        left = size
+        while left:
+            data = f.read(min(block, left))
+            if not data:
+                raise changed(size, "it shrank while it was read")
+            left -= len(data)
+            yield data
+        if f.read(1):
+            raise changed(size, "it grew while it was read")
 
 
 @dataclass
@@ -73,26 +94,9 @@ def large_digests(path: str, size: int, multipart: bool = True) -> LargeDigests:
 
     Done before the upload (the sha256 goes in the metadata, fixed at creation); the parts
     then carry these MD5s, so a file changed meanwhile is refused by the server (BadDigest)
-    instead of stored under a sha256 that does not match it.
+    instead of stored under a sha256 that does not match it; a file of another size by now is
+    refused before a byte is sent (``walk.Changed``).
     """
-    sha, whole = hashlib.sha256(), hashlib.md5()
-    parts: list[bytes] = []
-    with open(open_regular(path), "rb") as f:
-        if not multipart:
-            while block := f.read(4 * MIB):
-                sha.update(block)
-                whole.update(block)
-            return LargeDigests(sha.hexdigest(), base64.b64encode(whole.digest()).decode(), [])
-        part = part_size_for(size)
-        while True:
-            md5, left = hashlib.md5(), part
-            while left and (block := f.read(min(4 * MIB, left))):
-                sha.update(block)
-                whole.update(block)
-                md5.update(block)
-                left -= len(block)
-            if left < part or not parts:
-                parts.append(md5.digest())
-            if left:
-                break
-    return LargeDigests(sha.hexdigest(), base64.b64encode(whole.digest()).decode(), parts)
+    part = part_size_for(size) if multipart else 0
+    sha, whole, parts = _read_digests(path, size, part, 4 * MIB)
+    return LargeDigests(sha, base64.b64encode(whole).decode(), parts)

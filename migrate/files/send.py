@@ -24,8 +24,25 @@ from concurrent.futures.process import BrokenProcessPool
 from migrate.errors import CheckFailed, ConnectionFailure
 from migrate.files import workers
 from migrate.files.digests import LargeDigests, large_digests, part_size_for
-from migrate.files.transfer import MIB, RETRYABLE, Endpoint, S3Error, with_retries, xml_text
-from migrate.files.walk import FAILED, UPLOADED, Changed, Entry, FileRecord, RecordFn, open_regular
+from migrate.files.transfer import (
+    MIB,
+    RETRYABLE,
+    Endpoint,
+    S3Error,
+    ShortBody,
+    with_retries,
+    xml_text,
+)
+from migrate.files.walk import (
+    FAILED,
+    UPLOADED,
+    Changed,
+    Entry,
+    FileRecord,
+    RecordFn,
+    changed,
+    open_regular,
+)
 
 SMALL_MAX = 8 * MIB  # below: read whole in a worker process; above: streamed from the file
 LOST = "not attempted: the S3 endpoint stopped answering"
@@ -65,7 +82,7 @@ def _send_small_in_processes(ep: Endpoint, small: list[Entry], procs: int, threa
     by_key = {e.key: e for e in small}
     with workers.process_pool(ep, procs) as pool:
         futures = [pool.submit(workers.run_batch, put_small,
-                               [(e.path, e.key, e.mtime_ns) for e in batch], threads)
+                               [(e.path, e.key, e.mtime_ns, e.size) for e in batch], threads)
                    for batch in workers.batches(small, procs)]
         try:
             for fut in as_completed(futures):
@@ -86,7 +103,7 @@ def _send_small_here(small: list[Entry], jobs: int, record: RecordFn) -> None:
     """A handful of small files: threads in this process, no worker processes."""
     by_key = {e.key: e for e in small}
     with ThreadPoolExecutor(jobs) as pool:
-        for res in pool.map(put_small, [(e.path, e.key, e.mtime_ns) for e in small]):
+        for res in pool.map(put_small, [(e.path, e.key, e.mtime_ns, e.size) for e in small]):
             _record_small([res], by_key, record)
     _endpoint_lost.clear()
 
@@ -111,14 +128,23 @@ def _meta_headers(name: str, sha256: str, mtime_ns: int) -> dict[str, str]:
     }
 
 
-def put_small(item: tuple[str, str, int]) -> tuple[str, str, int, str, str, str]:
-    """In a worker: upload one file in one PUT -> (key, status, size, sha256, etag, reason)."""
-    path, key, mtime_ns = item
+def put_small(item: tuple[str, str, int, int]) -> tuple[str, str, int, str, str, str]:
+    """In a worker: upload one file in one PUT -> (key, status, size, sha256, etag, reason).
+
+    The file is read whole and must be the size the walk found (else reported as changed):
+    one open, one fstat, one read.
+    """
+    path, key, mtime_ns, size = item
     if _endpoint_lost.is_set():
         return key, FAILED, 0, "", "", LOST
     try:
-        with open(open_regular(path), "rb") as f:
-            body = f.read()
+        fd = open_regular(path, size)
+        try:
+            body = os.read(fd, size + 1)  # a regular file reads whole: short only at its end
+        finally:
+            os.close(fd)
+        if len(body) != size:
+            raise changed(size, "it grew" if len(body) > size else f"now {len(body):,}")
     except Changed as exc:
         return key, FAILED, 0, "", "", str(exc)
     except FileNotFoundError:
@@ -207,12 +233,16 @@ def put_streamed(entry: Entry, digests: LargeDigests) -> tuple[str, str]:
     s3 = workers.client()
 
     def put() -> str:
-        with open(open_regular(entry.path), "rb") as f:
+        # The size it was hashed at, still (else Changed); exactly that many bytes are sent.
+        with open(open_regular(entry.path, entry.size), "rb") as f:
             _, head, _ = s3.request("PUT", entry.key, headers=headers, body=f,
                                     length=entry.size, payload_sha256=digests.sha256)
         return head.get("etag", "").strip('"')
 
-    etag = with_retries(put, s3)
+    try:
+        etag = with_retries(put, s3)
+    except ShortBody:
+        raise changed(entry.size, "it shrank while it was sent") from None
     return digests.sha256, etag or base64.b64decode(digests.md5_b64).hex()
 
 
@@ -250,11 +280,13 @@ def put_multipart(entry: Entry, digests: LargeDigests, part_threads: int) -> tup
 def _put_part(entry: Entry, digests: LargeDigests, upload_id: str, n: int) -> str:
     """On a part thread: send part ``n`` -> its ETag."""
     part = part_size_for(entry.size)
-    fd = open_regular(entry.path)
+    fd = open_regular(entry.path, entry.size)  # the size it was hashed at (else Changed)
     try:
         body = os.pread(fd, part, (n - 1) * part)
     finally:
         os.close(fd)
+    if len(body) != min(part, entry.size - (n - 1) * part):
+        raise changed(entry.size, "it shrank while it was sent")
     md5 = digests.part_md5s[n - 1]
     headers = {"content-md5": base64.b64encode(md5).decode()}
     s3 = workers.client()

@@ -6,6 +6,10 @@ few processes outrun ``rclone copy`` on thousands of small files. It does only w
 needs: PUT, HEAD, GET, LIST, the bucket check and the multipart calls. Credentials and region
 come from the environment, else from botocore (config files, profiles); they are never printed.
 
+A streamed body is sent as exactly the Content-Length promised: a file that grew is cut there,
+one that shrank raises ``ShortBody`` at once (the server would wait for the missing bytes), and
+a request that fails half-sent closes its connection, so the next request starts clean.
+
 What the server sends back is bounded and checked: a response body is read up to
 ``MAX_RESPONSE`` bytes, a listing must be well-formed XML without a DOCTYPE and must not repeat
 a continuation token; anything else is an ``S3Error``, never a traceback or an endless loop.
@@ -64,6 +68,32 @@ class S3Error(Exception):
 
 
 RETRYABLE = (ConnectionError, TimeoutError, socket.timeout, http.client.HTTPException, OSError)
+
+
+class ShortBody(Exception):
+    """A streamed body ended before its Content-Length (the file shrank): never retried."""
+
+
+class _Exactly:
+    """A file read as exactly ``length`` bytes: never a byte more; ``ShortBody`` if it has
+    fewer. What ``http.client`` streams a body from (``read`` until empty, ``seek(0)``)."""
+
+    def __init__(self, f: BinaryIO, length: int) -> None:
+        self.f, self.length, self.left = f, length, length
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.left:
+            return b""
+        data = self.f.read(self.left if n < 0 else min(n, self.left))
+        if not data:
+            raise ShortBody(f"the file ended {self.left:,} bytes before the "
+                            f"{self.length:,} it had when it was hashed")
+        self.left -= len(data)
+        return data
+
+    def seek(self, offset: int) -> None:
+        self.f.seek(offset)
+        self.left = self.length - offset
 
 
 class RawS3:
@@ -163,13 +193,13 @@ class RawS3:
         elif body or method in ("PUT", "POST"):
             signed["content-length"] = str(len(body))
         target = f"{path}?{q}" if q else path
+        payload = _Exactly(body, length) if streamed else (body or None)  # type: ignore[arg-type]
         for attempt in (1, 2):
             conn = self._connection()
             if streamed:
-                body.seek(0)  # type: ignore[union-attr]
+                payload.seek(0)  # type: ignore[union-attr]
             try:
-                conn.request(method, target, body=body if streamed else (body or None),
-                             headers=signed)
+                conn.request(method, target, body=payload, headers=signed)
                 response = conn.getresponse()
                 break
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
@@ -177,6 +207,9 @@ class RawS3:
                 self.close()
                 if attempt == 2:
                     raise
+            except BaseException:
+                self.close()  # half sent: the server still waits for the rest of this request
+                raise
         head = {k.lower(): v for k, v in response.getheaders()}
         if stream and response.status < 300:
             return response.status, head, response

@@ -194,8 +194,9 @@ class Changed(Exception):
     """A file is no longer what the walk found: reported with this reason, never retried."""
 
 
-def open_regular(path: str, *, follow: bool = True) -> int:
-    """A read-only descriptor on ``path``, checked to be a regular file (else ``Changed``).
+def open_regular(path: str, size: int | None = None, *, follow: bool = True) -> int:
+    """A read-only descriptor on ``path``, checked to be a regular file (else ``Changed``)
+    of ``size`` bytes when given (else ``Changed``: it was hashed or walked at another size).
 
     Checked on the descriptor itself, so nothing swapped in after the walk is read: opened
     non-blocking (a FIFO in the file's place is refused, not waited on for a writer) and, with
@@ -209,13 +210,21 @@ def open_regular(path: str, *, follow: bool = True) -> int:
             raise Changed("a symlink: not followed") from None
         raise
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise Changed(f"a {file_kind(mode)} now, not a regular file: not read")
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Changed(f"a {file_kind(st.st_mode)} now, not a regular file: not read")
+        if size is not None and st.st_size != size:
+            raise changed(size, f"now {st.st_size:,}")
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def changed(size: int, how: str) -> Changed:
+    """The file is not the size it was found (or hashed) at; ``how``: "now 12 bytes"..."""
+    return Changed(f"changed since the folder was read ({size:,} bytes, {how}): "
+                   "run again to send it")
 
 
 def file_kind(mode: int) -> str:
