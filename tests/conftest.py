@@ -20,12 +20,71 @@ def _postgres_base() -> str | None:
     return url if url.startswith("postgresql") else None
 
 
+# --- which database the tests ran on: in the header and the summary, never a password -------
+
+# Each test that runs on a database says which one in its user_properties ("database", kind):
+# ``database_factory`` adds it, and so does a test parametrized "sqlite" / "postgresql".
+KINDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+NO_POSTGRES = "DATABASE_URL does not point at PostgreSQL"
+
+
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL: say so, show nothing of it
+        return "<unparseable URL>"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    base = _postgres_base()
+    if base is not None:
+        return (f"database: PostgreSQL at {_shown(base)} (DATABASE_URL), a fresh database "
+                "per test")
+    given = os.environ.get("DATABASE_URL")
+    why = (f"DATABASE_URL={_shown(given)} is not PostgreSQL" if given
+           else "DATABASE_URL is not set")
+    return (f"database: SQLite, a file per test ({why}: the PostgreSQL cases are skipped; "
+            "set DATABASE_URL=postgresql+psycopg://USER@HOST:5432/DB to run them)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for value in params.values():
+        if isinstance(value, str) and value in KINDS:
+            item.user_properties.append(("database", KINDS[value]))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    ran: dict[str, dict[str, None]] = {kind: {} for kind in KINDS.values()}
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            for name, kind in getattr(report, "user_properties", ()):
+                if name == "database" and report.when == "call":
+                    ran[kind][report.nodeid] = None
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if NO_POSTGRES in str(getattr(r, "longrepr", ""))]
+    if not (ran["SQLite"] or ran["PostgreSQL"] or skipped):
+        return
+    terminalreporter.write_sep("-", "databases")
+    where = f" ({_shown(_postgres_base() or '')})" if ran["PostgreSQL"] else ""
+    terminalreporter.write_line(
+        f"database tests: {len(ran['SQLite'])} on SQLite, {len(ran['PostgreSQL'])} on "
+        f"PostgreSQL{where}, {len(skipped)} skipped for want of PostgreSQL")
+    if config.getoption("verbose") > 0:
+        for kind, ids in ran.items():
+            for nodeid in ids:
+                terminalreporter.write_line(f"  {kind}: {nodeid}")
+
+
 @pytest.fixture
-def database_factory(tmp_path: Path) -> Iterator[Callable[[], str]]:
+def database_factory(tmp_path: Path, request: pytest.FixtureRequest
+                     ) -> Iterator[Callable[[], str]]:
     """Makes fresh, empty databases: new PostgreSQL databases when DATABASE_URL points at a
     PostgreSQL server (CI), else SQLite files in the test's temporary folder."""
     base = _postgres_base()
     made: list[str] = []
+    kind = "SQLite" if base is None else "PostgreSQL"
+    request.node.user_properties.append(("database", kind))  # per test, in --junitxml too
 
     def make() -> str:
         name = f"migrate_test_{uuid.uuid4().hex[:12]}"
