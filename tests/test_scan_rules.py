@@ -124,6 +124,49 @@ def test_state_in_another_module_and_add_url_rule(tmp_path):
     ]
 
 
+def test_state_in_a_module_level_object(tmp_path):
+    """An in-memory repository: a module-level object whose methods change its own dict or
+    list while serving requests (the object lives as long as the process)."""
+    result = scan(tmp_path, repo="""
+        class BookRepository:
+            def __init__(self):
+                self.books = {}
+                self.log = []
+                self.count = 0
+
+            def add(self, book_id, title):
+                self.books[book_id] = title
+                self.log.append(("add", book_id))
+                self.count += 1
+                return book_id
+
+            def get(self, book_id):
+                return self.books.get(book_id)
+
+        class Draft:
+            def __init__(self):
+                self.lines = []
+
+            def write(self, text):
+                self.lines.append(text)
+
+        books = BookRepository()
+    """, app=FLASK + """
+        from .repo import Draft, books
+
+        @app.post("/books/<int:book_id>")
+        def add_book(book_id):
+            draft = Draft()              # made per request: its list is the request's own
+            draft.write("x")
+            return {"id": books.add(book_id, request.json["title"]), "title": books.get(1)}
+    """)
+    assert rules(result) == [
+        ("module-state", "repo.py", line_of(tmp_path, "self.books[book_id] = title", "repo")),
+        ("module-state", "repo.py", line_of(tmp_path, 'self.log.append(("add"', "repo")),
+    ]
+    assert "books" in result.findings[0].message and "add_book" in result.findings[0].message
+
+
 def test_global_rebinding_in_a_view(tmp_path):
     result = scan(tmp_path, FLASK + """
         VISITS = 0

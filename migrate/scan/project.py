@@ -46,9 +46,10 @@ class Candidate:
     target: tuple[str, str] | None = None
     origin: int = 0
     target_kind: str = "mutables"
+    """Which of the other module's names ``target`` must be in: "mutables", "upload_sets";
+    "instance_classes": ``target`` is a class that must have a module-level object."""
     severity: str = ""
     """Set when this place makes it less severe than the rule (a development config)."""
-    """Which of the other module's names ``target`` must be in: "mutables", "upload_sets"."""
 
 
 @dataclass
@@ -125,6 +126,20 @@ class Project:
     def __init__(self, summaries: list[ModuleSummary]) -> None:
         self.summaries = summaries
         self.modules = {s.module: s for s in summaries}
+        self._instance_classes: dict[FuncKey, str] | None = None
+
+    @property
+    def instance_classes(self) -> dict[FuncKey, str]:
+        """Project classes with a module-level object -> that object (``module.name``)."""
+        if self._instance_classes is None:
+            found: dict[FuncKey, str] = {}
+            for summary in self.summaries:
+                for name, made in summary.instances.items():
+                    for call in made:
+                        for cls in self.types_of(summary.module, "", call):
+                            found.setdefault(cls, f"{summary.module}.{name}")
+            self._instance_classes = found
+        return self._instance_classes
 
     def resolve_name(self, module: str, scope: str, name: str,
                      depth: int = 0) -> FuncKey | None:
@@ -344,7 +359,13 @@ def _resolve(project: Project, origin: dict[FuncKey, FuncKey], summary: ModuleSu
     severity = cand.severity or rule.severity
     message = cand.message
     key = (summary.module, cand.func)
-    if cand.target is not None:
+    if cand.target_kind == "instance_classes" and cand.target is not None:
+        owner = project.instance_classes.get((summary.module, cand.target[1]))
+        if owner is None:
+            return None
+        message = message.replace("{owner}", f" (the module-level `{owner}`, which lives "
+                                             "as long as the process)")
+    elif cand.target is not None:
         other = project.modules.get(cand.target[0]) if cand.target[0] else summary
         if other is None or cand.target[1] not in getattr(other, cand.target_kind):
             return None

@@ -124,6 +124,13 @@ class StateRules(WalkerBase):
             if cls is not None and cls.qualname == info.cls and name == "self":
                 cls.self_mutations.append((attr, line, col, how))
                 if attr in cls.instance_attrs:
+                    # A trap only in an object that lives as long as the process (a
+                    # module-level one): the project pass knows which classes have one.
+                    self.add(Candidate("module-state", line, col,
+                                       f"`self.{attr}` of `{cls.name}`{{owner}} is changed "
+                                       f"here ({how})",
+                                       info.qualname, "reach", ("", info.cls),
+                                       target_kind="instance_classes"))
                     return
             if key in self.s.mutables:
                 kind = self.s.mutables[key][1]
