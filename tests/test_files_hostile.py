@@ -12,25 +12,30 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import json
 import os
 import re
+import socket
 import threading
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from migrate.errors import UsageError
 from migrate.files import carry, export_files, verify_files, workers
 from migrate.files import export as export_module
 from migrate.files import send as send_module
 from migrate.files.digests import large_digests
 from migrate.files.send import put_streamed
+from migrate.files.target import parse_target
 from migrate.files.transfer import RawS3, ShortBody, endpoint_from_env
 from migrate.files.walk import Entry
+from migrate.keys import object_key
 from tests import test_files_support as support
 from tests.test_files_support import bucket_keys, migrate_cli
 
@@ -303,3 +308,162 @@ def test_the_client_sends_exactly_content_length_bytes_of_a_streamed_body(
     got = s3_server.client().get_object(Bucket="hostile-length", Key="first")["Body"].read()
     assert got == first
     assert list(bucket_keys(s3_server, "hostile-length")) == ["first"]
+
+
+# --- 6: the S3 client believes only what checks out ----------------------------------------
+
+
+class _Lying(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that misbehaves on purpose: ``server.answer(handler, body)`` decides."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as S3 servers do
+
+    def _reply(self, status: int, body: bytes = b"", headers: tuple = ()) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_HEAD(self) -> None:  # noqa: N802 - the http.server API: the bucket exists
+        self._reply(200)
+
+    def do_GET(self) -> None:  # noqa: N802 - an empty bucket
+        self._reply(200, b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                    b"<IsTruncated>false</IsTruncated></ListBucketResult>")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        body = self._body()
+        if "partNumber=" in self.path:  # a part: answered truthfully
+            etag = f'"{hashlib.md5(body).hexdigest()}"'
+            self._reply(200, headers=(("ETag", etag),))
+            return
+        self._reply(*self.server.answer(self, body))  # type: ignore[attr-defined]
+
+    def do_POST(self) -> None:  # noqa: N802 - multipart: create, then complete
+        self._body()
+        if self.path.endswith("?uploads=") or self.path.endswith("?uploads"):
+            self._reply(200, b"<InitiateMultipartUploadResult><UploadId>u-1</UploadId>"
+                        b"</InitiateMultipartUploadResult>")
+        else:
+            self._reply(*self.server.complete(self))  # type: ignore[attr-defined]
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._reply(204)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def lying() -> Iterator[http.server.ThreadingHTTPServer]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lying)
+    server.daemon_threads = True
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _two_files(tmp_path: Path) -> Path:
+    src = tmp_path / "uploads"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"first")
+    (src / "b.txt").write_bytes(b"second")
+    return src
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ((200, b"", (("ETag", WRONG_ETAG),)), "ETag"),
+    ((200, b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+           b"<Message>Access Denied</Message></Error>", (("ETag", WRONG_ETAG),)),
+     "AccessDenied"),
+    ((200, b"<Error><Code>InternalError</Code><Message>try again</Message></Error>", ()),
+     "InternalError"),
+])
+def test_a_wrong_etag_or_a_200_holding_an_error_is_not_recorded_as_uploaded(
+        tmp_path: Path, s3_env, lying, answer: tuple, reason: str) -> None:
+    lying.answer = lambda handler, body: answer
+    src = _two_files(tmp_path)
+    state = tmp_path / "state.ndjson"
+    result = export_files([src], "s3://lying", endpoint_url=lying.url, state_file=state)
+    assert (result.uploaded, result.failed) == (0, 2), result.problems
+    assert all(reason in p.reason for p in result.problems), result.problems
+    assert not state.exists() or state.read_text() == ""
+
+
+def test_an_etag_that_is_not_the_md5_is_believed_when_the_server_says_it_encrypted_with_kms(
+        tmp_path: Path, s3_env, lying) -> None:
+    lying.answer = lambda handler, body: (200, b"", (
+        ("ETag", WRONG_ETAG), ("x-amz-server-side-encryption", "aws:kms")))
+    result = export_files([_two_files(tmp_path)], "s3://lying", endpoint_url=lying.url,
+                          state_file=tmp_path / "state.ndjson")
+    assert result.ok and result.uploaded == 2
+
+
+def test_a_multipart_upload_completed_with_a_wrong_etag_is_not_recorded_as_uploaded(
+        tmp_path: Path, s3_env, lying) -> None:
+    src = tmp_path / "uploads"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(6 * MIB))
+    lying.complete = lambda handler: (200, b"<CompleteMultipartUploadResult><ETag>"
+                                      b"&quot;0123456789abcdef0123456789abcdef-1&quot;</ETag>"
+                                      b"</CompleteMultipartUploadResult>", ())
+    result = export_files([src], "s3://lying", endpoint_url=lying.url, threshold=5 * MIB,
+                          state_file=tmp_path / "state.ndjson")
+    [problem] = result.problems
+    assert result.uploaded == 0 and problem.status == "failed" and "ETag" in problem.reason
+
+
+@pytest.mark.parametrize("target", [
+    "s3://shop/../x", "s3://shop/a/../../x", "s3://shop/./x", "s3://shop/a//b", "s3://../x",
+    "s3://shop/a\\..\\x",
+])
+def test_a_target_that_would_put_keys_outside_the_prefix_is_refused(
+        tmp_path: Path, s3_server, s3_env, target: str) -> None:
+    with pytest.raises(UsageError):
+        parse_target(target)
+    run = migrate_cli("export-files", str(_two_files(tmp_path)), "--to", target,
+                      "--endpoint-url", s3_server.url, "--create-bucket", env=s3_env)
+    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("prefix", ["../x", "a/../../x", "..", "a/..", "./a", "a//b"])
+def test_object_key_refuses_a_prefix_that_leaves_itself(prefix: str) -> None:
+    with pytest.raises(ValueError):
+        object_key("avatars/me.png", prefix)
+
+
+def test_an_endpoint_password_is_never_printed(tmp_path: Path, s3_server, s3_env) -> None:
+    src = _two_files(tmp_path)
+    host = s3_server.url.removeprefix("http://")
+    endpoint = f"http://migrate:pw-S3CRET-9@{host}"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://migrate:pw-S3CRET-9@127.0.0.1:{sock.getsockname()[1]}"
+    runs = [
+        migrate_cli("export-files", str(src), "--to", "s3://hostile-pw", "--endpoint-url",
+                    endpoint, "--create-bucket", env=s3_env),
+        migrate_cli("export-files", str(src), "--to", "s3://hostile-pw", "--endpoint-url",
+                    endpoint, "--json", env=s3_env),
+        migrate_cli("export-files", str(src), "--to", "s3://hostile-pw", "--endpoint-url",
+                    endpoint, "--dry-run", env=s3_env),
+        migrate_cli("export-files", str(src), "--to", "s3://no-such-bucket", "--endpoint-url",
+                    endpoint, env=s3_env),
+        migrate_cli("verify", "files", str(src), "--to", "s3://hostile-pw", "--endpoint-url",
+                    endpoint, env=s3_env),
+        migrate_cli("export-files", str(src), "--to", "s3://hostile-pw", "--endpoint-url",
+                    dead, env=s3_env),
+    ]
+    assert [r.returncode for r in runs] == [0, 0, 0, 2, 0, 2], [r.stderr for r in runs]
+    assert "migrate:***@" in runs[0].stdout  # the endpoint is still named
+    for run in runs:
+        assert "S3CRET" not in run.stdout + run.stderr, run.stdout + run.stderr

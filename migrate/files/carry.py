@@ -26,7 +26,15 @@ from typing import Any
 from migrate import redact
 from migrate.errors import ConnectionFailure
 from migrate.files.digests import MAX_PARTS
-from migrate.files.transfer import RETRYABLE, Endpoint, RawS3, S3Error, with_retries, xml_text
+from migrate.files.transfer import (
+    RETRYABLE,
+    Endpoint,
+    RawS3,
+    S3Error,
+    checked_etag,
+    with_retries,
+    xml_text,
+)
 from migrate.files.walk import Changed, file_kind, open_regular
 from migrate.keys import object_key
 
@@ -210,10 +218,12 @@ def _put_chunk(s3: RawS3, folder: str, key: str, multipart_id: str, n: int) -> s
         raise Changed(f"chunk {name} is {exc}") from None
     with open(fd, "rb") as f:
         body = f.read()
-    headers = {"content-md5": base64.b64encode(hashlib.md5(body).digest()).decode()}
+    md5 = hashlib.md5(body)
+    headers = {"content-md5": base64.b64encode(md5.digest()).decode()}
     _, head, _ = with_retries(lambda: s3.request(
         "PUT", key, query={"partNumber": str(n), "uploadId": multipart_id},
         headers=headers, body=body), s3)
+    checked_etag(head, md5.hexdigest())  # the part stored is the chunk sent
     return f"{head.get('etag', '')} {len(body)}"
 
 

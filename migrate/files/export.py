@@ -130,7 +130,7 @@ def export_files(
     ep, prefix, exists = connect(target, endpoint_url,
                                  create_bucket=create_bucket and not dry_run,
                                  must_exist=not dry_run)
-    result = ExportResult(target=target, endpoint=ep.url, dry_run=dry_run,
+    result = ExportResult(target=target, endpoint=ep.shown, dry_run=dry_run,
                           manifest=os.fspath(manifest) if manifest else None)
     found, listing = _walk_and_list(roots, ep, prefix, exists)
     result.files = len(found.entries)

@@ -30,6 +30,7 @@ from migrate.files.transfer import (
     Endpoint,
     S3Error,
     ShortBody,
+    checked_etag,
     with_retries,
     xml_text,
 )
@@ -89,7 +90,7 @@ def _send_small_in_processes(ep: Endpoint, small: list[Entry], procs: int, threa
                 if _record_small(fut.result(), by_key, record):
                     # The endpoint went away: stop here; a re-run resumes.
                     raise ConnectionFailure(
-                        f"the S3 endpoint {ep.url} stopped answering mid-run: check it "
+                        f"the S3 endpoint {ep.shown} stopped answering mid-run: check it "
                         "and run the same command again (finished objects are skipped)")
         except BrokenProcessPool:
             raise CheckFailed("a transfer worker process died: run the same command "
@@ -159,7 +160,7 @@ def put_small(item: tuple[str, str, int, int]) -> tuple[str, str, int, str, str,
 
     def put() -> str:
         _, head, _ = s3.request("PUT", key, headers=headers, body=body, payload_sha256=sha)
-        return head.get("etag", "").strip('"')
+        return checked_etag(head, md5.hexdigest())
 
     try:
         etag = with_retries(put, s3)
@@ -169,7 +170,7 @@ def put_small(item: tuple[str, str, int, int]) -> tuple[str, str, int, str, str,
         if isinstance(exc, ConnectionRefusedError):
             _endpoint_lost.set()
         return key, FAILED, len(body), sha, "", f"transfer failed: {exc}"
-    return key, UPLOADED, len(body), sha, etag or md5.hexdigest(), ""
+    return key, UPLOADED, len(body), sha, etag, ""
 
 
 # --- large files ---------------------------------------------------------------------------
@@ -230,6 +231,7 @@ def put_streamed(entry: Entry, digests: LargeDigests) -> tuple[str, str]:
     """
     headers = _meta_headers(entry.path, digests.sha256, entry.mtime_ns)
     headers["content-md5"] = digests.md5_b64
+    md5_hex = base64.b64decode(digests.md5_b64).hex()
     s3 = workers.client()
 
     def put() -> str:
@@ -237,13 +239,13 @@ def put_streamed(entry: Entry, digests: LargeDigests) -> tuple[str, str]:
         with open(open_regular(entry.path, entry.size), "rb") as f:
             _, head, _ = s3.request("PUT", entry.key, headers=headers, body=f,
                                     length=entry.size, payload_sha256=digests.sha256)
-        return head.get("etag", "").strip('"')
+        return checked_etag(head, md5_hex)
 
     try:
         etag = with_retries(put, s3)
     except ShortBody:
         raise changed(entry.size, "it shrank while it was sent") from None
-    return digests.sha256, etag or base64.b64decode(digests.md5_b64).hex()
+    return digests.sha256, etag
 
 
 def put_multipart(entry: Entry, digests: LargeDigests, part_threads: int) -> tuple[str, str]:
@@ -265,15 +267,14 @@ def put_multipart(entry: Entry, digests: LargeDigests, part_threads: int) -> tup
         with ThreadPoolExecutor(part_threads) as pool:
             etags = list(pool.map(lambda n: _put_part(entry, digests, upload_id, n),
                                   range(1, len(digests.part_md5s) + 1)))
-        etag = _complete(entry.key, upload_id, etags)
+        parts_md5 = hashlib.md5(b"".join(digests.part_md5s)).hexdigest()
+        etag = _complete(entry.key, upload_id, etags, f"{parts_md5}-{len(etags)}")
     except BaseException:
         try:
             s3.request("DELETE", entry.key, query={"uploadId": upload_id})
         except Exception:  # noqa: BLE001 - best effort; the original error matters
             pass
         raise
-    parts_md5 = hashlib.md5(b"".join(digests.part_md5s)).hexdigest()
-    etag = etag or f"{parts_md5}-{len(digests.part_md5s)}"
     return digests.sha256, f"{etag} {base64.b64decode(digests.md5_b64).hex()}"
 
 
@@ -294,17 +295,19 @@ def _put_part(entry: Entry, digests: LargeDigests, upload_id: str, n: int) -> st
     _, head, _ = with_retries(lambda: s3.request(
         "PUT", entry.key, query={"partNumber": str(n), "uploadId": upload_id},
         headers=headers, body=body, payload_sha256="UNSIGNED-PAYLOAD"), s3)
-    return head.get("etag", "").strip('"') or md5.hex()
+    return checked_etag(head, md5.hex())
 
 
-def _complete(key: str, upload_id: str, etags: list[str]) -> str:
-    """Complete the multipart upload -> the object's ETag (or "" if the server gave none)."""
+def _complete(key: str, upload_id: str, etags: list[str], expected: str) -> str:
+    """Complete the multipart upload -> the object's ETag, checked to be ``expected`` (the
+    MD5 of the parts' MD5s, with their count)."""
     xml = "<CompleteMultipartUpload>" + "".join(
         f"<Part><PartNumber>{n}</PartNumber><ETag>\"{etag}\"</ETag></Part>"
         for n, etag in enumerate(etags, 1)) + "</CompleteMultipartUpload>"
     s3 = workers.client()
-    _, _, done = with_retries(lambda: s3.request(
+    _, head, done = with_retries(lambda: s3.request(
         "POST", key, query={"uploadId": upload_id}, body=xml.encode()), s3)
     if b"<Error>" in done:  # S3 can report a failed completion inside a 200
         raise S3Error(500, xml_text(done, "Code"), xml_text(done, "Message"))
-    return xml_text(done, "ETag").strip('"').replace("&#34;", "").replace("&quot;", "")
+    etag = xml_text(done, "ETag").strip('"').replace("&#34;", "").replace("&quot;", "")
+    return checked_etag({**head, "etag": etag}, expected)

@@ -7,18 +7,32 @@ access), never a traceback, and never a credential.
 
 from __future__ import annotations
 
+import re
+
 from migrate.errors import ConnectionFailure, UsageError
 from migrate.files.transfer import RETRYABLE, Endpoint, RawS3, S3Error, endpoint_from_env, list_tree
+from migrate.keys import clean_prefix
+
+# S3's bucket names (3-63 letters, digits, dots, hyphens; underscores and capitals for older
+# servers); no "..": the name is a path segment of every request.
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]")
 
 
 def parse_target(url: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` -> ("bucket", "some/prefix")."""
+    """``s3://bucket/some/prefix`` -> ("bucket", "some/prefix"); UsageError for a bucket that
+    is no bucket name or a prefix that would put keys outside itself (``s3://b/../x``)."""
     if not url.startswith("s3://"):
         raise UsageError(f"--to {url!r} is not an s3:// URL: use s3://BUCKET[/PREFIX]")
     bucket, _, prefix = url[5:].partition("/")
     if not bucket:
         raise UsageError(f"--to {url!r} names no bucket: use s3://BUCKET[/PREFIX]")
-    return bucket, prefix.strip("/")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise UsageError(f"--to {url!r}: {bucket!r} is not a bucket name (3-63 letters, "
+                         "digits, dots, hyphens): use s3://BUCKET[/PREFIX]")
+    try:
+        return bucket, clean_prefix(prefix)
+    except ValueError as exc:
+        raise UsageError(f"--to {url!r}: {exc}") from None
 
 
 def connect(target: str, endpoint_url: str | None, *, create_bucket: bool = False,
@@ -42,19 +56,19 @@ def connect(target: str, endpoint_url: str | None, *, create_bucket: bool = Fals
             return ep, prefix, True
     except S3Error as exc:
         if exc.status in (401, 403):
-            raise ConnectionFailure(f"access to bucket {bucket!r} at {ep.url} was denied "
+            raise ConnectionFailure(f"access to bucket {bucket!r} at {ep.shown} was denied "
                                     f"({exc.code or exc.status}): check the AWS credentials"
                                     ) from None
-        raise ConnectionFailure(f"bucket {bucket!r} at {ep.url}: {exc}") from None
+        raise ConnectionFailure(f"bucket {bucket!r} at {ep.shown}: {exc}") from None
     except RETRYABLE as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(
             exc).__name__
-        raise ConnectionFailure(f"cannot reach the S3 endpoint {ep.url} ({reason}): check "
+        raise ConnectionFailure(f"cannot reach the S3 endpoint {ep.shown} ({reason}): check "
                                 "--endpoint-url and that the server is up") from None
     finally:
         client.close()
     if must_exist:
-        raise UsageError(f"bucket {bucket!r} does not exist at {ep.url}: create it, or pass "
+        raise UsageError(f"bucket {bucket!r} does not exist at {ep.shown}: create it, or pass "
                          "--create-bucket")
     return ep, prefix, False
 
@@ -74,5 +88,5 @@ def list_prefix(ep: Endpoint, prefix: str) -> dict[str, tuple[int, str]]:
     except S3Error as exc:
         raise ConnectionFailure(f"cannot list s3://{ep.bucket}/{prefix}: {exc}") from None
     except RETRYABLE as exc:
-        raise ConnectionFailure(f"cannot list s3://{ep.bucket}/{prefix} at {ep.url}: "
+        raise ConnectionFailure(f"cannot list s3://{ep.bucket}/{prefix} at {ep.shown}: "
                                 f"{exc}") from None

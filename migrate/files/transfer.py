@@ -12,7 +12,10 @@ a request that fails half-sent closes its connection, so the next request starts
 
 What the server sends back is bounded and checked: a response body is read up to
 ``MAX_RESPONSE`` bytes, a listing must be well-formed XML without a DOCTYPE and must not repeat
-a continuation token; anything else is an ``S3Error``, never a traceback or an endless loop.
+a continuation token, a 200 whose body is an ``<Error>`` is that error, and the ETag of what was
+sent must be its MD5 (``checked_etag``); anything else is an ``S3Error``, never a traceback, an
+endless loop or a wrong object recorded as uploaded. The endpoint is shown as ``Endpoint.shown``
+(``migrate.redact.url``: a ``user:password@`` in it is never printed).
 """
 
 from __future__ import annotations
@@ -30,12 +33,17 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
+from migrate import redact
+
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MIB = 1024 * 1024
 MAX_RESPONSE = 16 * MIB  # a body read whole (a LIST page, an error): 1,000 keys fit many times
 ATTEMPTS = 4  # per request: a BadDigest, a 5xx or a dropped connection is tried this often
 RETRIED_CODES = ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "RequestTimeout",
-                 "SlowDown")
+                 "SlowDown", "InternalError")  # InternalError: also inside a 200 (S3 docs)
+# A 2xx body that is an S3 error document (CompleteMultipartUpload and CopyObject report
+# failures so; a broken server anything): never taken for success.
+_ERROR_BODY = re.compile(rb"\s*(?:<\?xml[^>]{0,200}\?>\s*)?<Error>")
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,13 @@ class Endpoint:
     token: str | None = None
     ca_bundle: str | None = None
 
+    @property
+    def shown(self) -> str:
+        """The URL as it may be printed: a password in it masked (``migrate.redact.url``)."""
+        return redact.url(self.url)
+
     def __repr__(self) -> str:  # credentials never appear in a log or traceback
-        return f"Endpoint({self.url!r}, bucket={self.bucket!r}, region={self.region!r})"
+        return f"Endpoint({self.shown!r}, bucket={self.bucket!r}, region={self.region!r})"
 
 
 class S3Error(Exception):
@@ -220,7 +233,8 @@ class RawS3:
                           f"the server sent more than {MAX_RESPONSE:,} bytes")
         if response.will_close:
             self.close()
-        if response.status >= 300 and not (method == "HEAD" and response.status == 404):
+        if (response.status >= 300 and not (method == "HEAD" and response.status == 404)) or (
+                data and _ERROR_BODY.match(data)):
             code = xml_text(data, "Code") or http.client.responses.get(response.status, "")
             raise S3Error(response.status, code, xml_text(data, "Message"))
         return response.status, head, data
@@ -305,6 +319,23 @@ def list_tree(endpoint: Endpoint, prefix: str, workers: int = 8) -> dict[str, tu
         for part in pool.map(walk, subs):
             found.update(part)
     return found
+
+
+def checked_etag(head: dict[str, str], md5_hex: str) -> str:
+    """The ETag a PUT (or a completed multipart upload) answered, when it is ``md5_hex`` (what
+    the bytes sent give); else S3Error, so a wrong object is never recorded as uploaded.
+
+    No ETag: ``md5_hex`` (the server checked Content-MD5). Objects encrypted with SSE-KMS or a
+    customer key have ETags that are not an MD5 (AWS says so in the answer): believed as given.
+    """
+    etag = head.get("etag", "").strip('"')
+    if not etag or etag.lower() == md5_hex:
+        return md5_hex
+    if head.get("x-amz-server-side-encryption", "").startswith("aws:kms") or (
+            "x-amz-server-side-encryption-customer-algorithm" in head):
+        return etag
+    raise S3Error(200, "BadETag", f"the server answered ETag {etag[:80]!r}, not the MD5 of "
+                  f"what was sent ({md5_hex}): not recorded as uploaded")
 
 
 def xml_text(data: bytes, tag: str) -> str:
