@@ -333,9 +333,11 @@ class _Lying(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802 - the http.server API: the bucket exists
         self._reply(200)
 
-    def do_GET(self) -> None:  # noqa: N802 - an empty bucket
-        self._reply(200, b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-                    b"<IsTruncated>false</IsTruncated></ListBucketResult>")
+    def do_GET(self) -> None:  # noqa: N802 - an empty bucket, unless told otherwise
+        listing = getattr(self.server, "listing", None)
+        self._reply(*listing) if listing else self._reply(
+            200, b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<IsTruncated>false</IsTruncated></ListBucketResult>")
 
     def do_PUT(self) -> None:  # noqa: N802
         body = self._body()
@@ -467,3 +469,46 @@ def test_an_endpoint_password_is_never_printed(tmp_path: Path, s3_server, s3_env
     assert "migrate:***@" in runs[0].stdout  # the endpoint is still named
     for run in runs:
         assert "S3CRET" not in run.stdout + run.stderr, run.stdout + run.stderr
+
+
+# --- 16: what came from the data is shown as text ------------------------------------------
+
+
+TAIL = "[bold red]x\x1b[2J\x1b]0;owned\x07\u202egnp.exe"  # markup, escapes, a bidi override
+
+
+def test_markup_and_terminal_escapes_in_names_and_reasons_are_shown_as_text(
+        tmp_path: Path, s3_server, s3_env, lying) -> None:
+    src = tmp_path / "uploads"
+    folder = src / "a ["  # so that a path reads ".../a [/]...": an unopened closing tag
+    folder.mkdir(parents=True)
+    (folder / f"]{TAIL}").symlink_to("/etc/hostname")  # outside the folder: reported
+    os.mkfifo(folder / f"]{TAIL}\nexport complete: all fine")  # a special file: reported
+    (src / "ok.txt").write_bytes(b"fine")
+    lying.answer = lambda handler, body: (403, (
+        f"<Error><Code>AccessDenied</Code><Message>[/]{TAIL}</Message></Error>").encode(), ())
+
+    runs = {
+        "export": migrate_cli("export-files", str(src), "--to", "s3://hostile-markup",
+                              "--endpoint-url", s3_server.url, "--create-bucket", env=s3_env),
+        "refused": migrate_cli("export-files", str(src), "--to", "s3://lying",
+                               "--endpoint-url", lying.url, env=s3_env),
+    }
+    lying.listing = (403, f"<Error><Code>AccessDenied</Code><Message>[/]{TAIL}</Message>"
+                          "</Error>".encode())
+    runs["listing"] = migrate_cli("export-files", str(src), "--to", "s3://lying",
+                                  "--endpoint-url", lying.url, env=s3_env)
+    s3_server.client().delete_object(Bucket="hostile-markup", Key="ok.txt")
+    (folder / f"]{TAIL}.txt").write_bytes(b"never exported")
+    runs["verify"] = migrate_cli("verify", "files", str(src), "--to", "s3://hostile-markup",
+                                 "--endpoint-url", s3_server.url, env=s3_env)
+
+    # excluded files are not failures; a listing refused is a connection error, one line
+    expected = {"export": 0, "refused": 1, "listing": 2, "verify": 1}
+    for name, run in runs.items():
+        out = run.stdout + run.stderr
+        assert run.returncode == expected[name] and "Traceback" not in out, (name, out)
+        assert not ESCAPES.search(out), (name, out)
+        assert "[/][bold red]x" in out, (name, out)
+        assert "\\x1b[2J" in out and "\\u202e" in out, (name, out)
+        assert "\nexport complete: all fine" not in out, (name, out)

@@ -1,13 +1,49 @@
-"""`migrate export-files` and `verify files`."""
+"""`migrate export-files` and `verify files`.
+
+What came from the data (file names, keys, reasons, an S3 server's messages) is printed as
+``Text``, never parsed as markup, and through ``_shown``: control characters, terminal escapes
+and bidi overrides appear as ``\\xNN`` / ``\\uNNNN``, and a name that is not UTF-8 with its
+bytes escaped, so a name can neither restyle the terminal nor forge a line of the report.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import click
+from rich.text import Text
 
 from migrate.cli.base import cli, console, err_console, record_summary, to_json, verify
+
+# C0 and C1 controls, DEL, and the invisible marks that reorder or break a line on screen.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                     r"\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(value: object) -> str:
+    """Text from the data, safe to print: every unsafe character as a visible escape."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8 (surrogate escapes): its bytes
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def _escape_char(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _line(*parts: str | tuple[str, str]) -> Text:
+    """One line: plain strings are data (shown safely), (text, style) pairs are ours."""
+    return Text.assemble(*(p if isinstance(p, tuple) else _shown(p) for p in parts))
+
+
+_MARKS = {"failed": ("✗", "red"), "carried": ("✓", "green"), "already-carried": ("✓", "green"),
+          "planned": ("·", "")}
 
 # --- files -----------------------------------------------------------------------------------
 
@@ -134,8 +170,6 @@ def verify_files_command(
         migrate verify files instance-1/uploads --to s3://shop --endpoint-url
         http://127.0.0.1:9000
     """
-    from rich.markup import escape
-
     from migrate.files import verify_files
 
     progress = _file_progress(as_json, "checked")
@@ -154,48 +188,50 @@ def verify_files_command(
         data["ok"] = result.ok
         click.echo(to_json(data))
     else:
-        rows = [("missing", d) for d in result.missing] + [("different", d)
-                                                           for d in result.different]
-        for kind, diff in rows[:50]:
-            console.print(f"  [red]✗[/] {kind}: {escape(diff.key)} ({escape(diff.path)}): "
-                          f"{escape(diff.problem)}",
-                          highlight=False)
-        if len(rows) > 50:
-            console.print(f"  … and {len(rows) - 50} more (--json lists them all)")
-        how = "downloaded and hashed" if deep else "size, sha256 metadata and MD5"
-        if result.ok:
-            console.print(f"[bold green]files verified[/]: {result.matching:,} of "
-                          f"{result.checked:,} match in {target} ({how}, "
-                          f"{result.seconds:.1f} s)", highlight=False)
-        else:
-            console.print(f"[bold red]{len(result.missing):,} missing, "
-                          f"{len(result.different):,} different[/] of {result.checked:,} "
-                          f"({result.matching:,} match)", highlight=False)
+        _render_verify(result, target, deep)
     if not result.ok:
         ctx.exit(1)
 
 
+def _render_verify(result: Any, target: str, deep: bool) -> None:
+    """Each file missing or different (50 at most), then the verdict."""
+    rows = [("missing", d) for d in result.missing] + [("different", d)
+                                                       for d in result.different]
+    for kind, diff in rows[:50]:
+        console.print(_line("  ", ("✗", "red"), f" {kind}: ", diff.key, " (", diff.path, "): ",
+                            diff.problem), highlight=False)
+    if len(rows) > 50:
+        console.print(f"  … and {len(rows) - 50} more (--json lists them all)")
+    how = "downloaded and hashed" if deep else "size, sha256 metadata and MD5"
+    if result.ok:
+        console.print(_line(("files verified", "bold green"),
+                            f": {result.matching:,} of {result.checked:,} match in ", target,
+                            f" ({how}, {result.seconds:.1f} s)"), highlight=False)
+    else:
+        console.print(_line((f"{len(result.missing):,} missing, {len(result.different):,} "
+                             "different", "bold red"),
+                            f" of {result.checked:,} ({result.matching:,} match)"),
+                      highlight=False)
+
+
 def _render_export(result: Any, target: str, dry_run: bool) -> None:
     """The plan or problems, carried uploads, the counts table and the verdict."""
-    from rich.markup import escape
     from rich.table import Table
 
     for rec in result.plan:
-        console.print(f"  would upload {rec.path} → {rec.key} ({_byte_size(rec.size)})",
-                      highlight=False, markup=False)
+        console.print(_line("  would upload ", rec.path, " → ", rec.key,
+                            f" ({_byte_size(rec.size)})"), highlight=False)
     for rec in result.problems[:20]:
-        mark = "[yellow]![/]" if rec.status != "failed" else "[red]✗[/]"
-        console.print(f"  {mark} {escape(rec.path)}: {escape(rec.reason)}", highlight=False)
+        mark = ("!", "yellow") if rec.status != "failed" else ("✗", "red")
+        console.print(_line("  ", mark, " ", rec.path, ": ", rec.reason), highlight=False)
     if len(result.problems) > 20:
         console.print(f"  … and {len(result.problems) - 20} more (--json or --manifest "
                       "lists them all)")
     for up in result.uploads:
-        mark = {"carried": "[green]✓[/]", "already-carried": "[green]✓[/]",
-                "planned": "·"}.get(up.status, "[red]✗[/]")
-        console.print(f"  {mark} upload {up.upload_id} ({escape(up.filename)}, "
-                      f"{up.chunks} chunks, "
-                      f"{_byte_size(up.size)}): {up.status}"
-                      f"{': ' + escape(up.reason) if up.reason else ''}", highlight=False)
+        console.print(_line("  ", _MARKS.get(up.status, _MARKS["failed"]), " upload ",
+                            up.upload_id, " (", up.filename, f", {up.chunks} chunks, "
+                            f"{_byte_size(up.size)}): {up.status}",
+                            ": " + up.reason if up.reason else ""), highlight=False)
     table = Table(title="dry run: nothing uploaded" if dry_run else None, box=None)
     for column in ("files", "to upload" if dry_run else "uploaded", "skipped",
                    "failed", "excluded"):
@@ -206,15 +242,15 @@ def _render_export(result: Any, target: str, dry_run: bool) -> None:
     console.print(table)
     if dry_run:
         planned_bytes = sum(rec.size for rec in result.plan)
-        console.print(f"dry run: {result.planned:,} files ({_byte_size(planned_bytes)}) "
-                      f"would be uploaded to {target} at {result.endpoint}; nothing written",
-                      highlight=False)
+        console.print(_line(f"dry run: {result.planned:,} files ({_byte_size(planned_bytes)}) "
+                            "would be uploaded to ", target, " at ", result.endpoint,
+                            "; nothing written"), highlight=False)
     else:
         console.print(f"sent {_byte_size(result.uploaded_bytes)} in {result.seconds:.2f} s: "
                       f"{result.rate:,.0f} files/s, {result.mb_per_s:,.1f} MiB/s",
                       highlight=False)
-        verdict = ("[bold green]export complete[/]" if result.ok
-                   else "[bold red]export incomplete[/]")
-        console.print(f"{verdict}: {target} at {result.endpoint}"
-                      + (f"; manifest {result.manifest}" if result.manifest else ""),
+        verdict = (("export complete", "bold green") if result.ok
+                   else ("export incomplete", "bold red"))
+        console.print(_line(verdict, ": ", target, " at ", result.endpoint,
+                            *(("; manifest ", result.manifest) if result.manifest else ())),
                       highlight=False)

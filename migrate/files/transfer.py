@@ -68,9 +68,14 @@ class Endpoint:
 
 
 class S3Error(Exception):
-    """A request the server refused; ``code`` is the S3 error code (BadDigest, NoSuchKey...)."""
+    """A request the server refused; ``code`` is the S3 error code (BadDigest, NoSuchKey...).
+
+    The code and message come from the server: kept to one bounded line of text (control
+    characters and bidi overrides escaped), whatever it sent.
+    """
 
     def __init__(self, status: int, code: str, message: str = "") -> None:
+        code, message = _one_line(code, 80), _one_line(message, 300)
         super().__init__(f"{status} {code}{': ' + message if message else ''}")
         self.status = status
         self.code = code
@@ -319,6 +324,17 @@ def list_tree(endpoint: Endpoint, prefix: str, workers: int = 8) -> dict[str, tu
         for part in pool.map(walk, subs):
             found.update(part)
     return found
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                     r"\u2066-\u2069]")
+
+
+def _one_line(text: str, limit: int) -> str:
+    """Server text as one bounded line: unsafe characters as ``\\xNN``, cut at ``limit``."""
+    text = _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                       else f"\\u{ord(m.group()):04x}", text[: limit + 1])
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def checked_etag(head: dict[str, str], md5_hex: str) -> str:
