@@ -29,7 +29,7 @@ class FuncFrame:
 
     __slots__ = ("info", "locals", "globals", "mutations", "writes", "threads", "joined",
                  "removed", "temps", "files", "thread_vars", "stores", "bound", "returns",
-                 "call_attrs")
+                 "call_attrs", "random_seen")
 
     def __init__(self, info: FuncInfo) -> None:
         self.info = info
@@ -47,6 +47,7 @@ class FuncFrame:
         self.bound: dict[str, list[ast.AST]] = {}
         self.returns: list[ast.AST] = []
         self.call_attrs: list[tuple[str, str]] = []
+        self.random_seen = False
 
 
 class ClassFrame:
@@ -80,6 +81,8 @@ class WalkerBase:
         self.consumed: set[int] = set()
         self.module_thread_vars: dict[str, str] = {}
         self.module_bound: dict[str, list[ast.AST]] = {}
+        self.files_seen = 0
+        """``request.files`` read so far (a value that raises it holds an upload)."""
         self.context = ""
         """"testing" or "development" inside such a config class, ``if``, function, dict."""
 
@@ -123,13 +126,14 @@ class WalkerBase:
             if isinstance(target, ast.Name):
                 bound.setdefault(target.id, []).append(value)
 
-    def trace(self, node: ast.AST, random: frozenset[str]) -> tuple[str, int, list[str]]:
+    def trace(self, node: ast.AST, random: frozenset[str],
+              deep: bool = True) -> tuple[str, int, list[str]]:
         """What a value is made from: the first call in ``random`` it comes from ("" if
         none) and its line, and the dotted names of the other calls whose results it may be.
 
         Followed: calls (their receiver and arguments), ``a or b``, ``x if c else y``,
         operators, f-strings, subscripts, comprehensions, containers and names bound in this
-        scope (or at module level).
+        scope (or at module level); ``deep=False``: not into comprehensions and containers.
         """
         calls: list[str] = []
         stack = [node]
@@ -164,7 +168,7 @@ class WalkerBase:
                 stack += (sub.body, sub.orelse)
             elif isinstance(sub, ast.BinOp):
                 stack += (sub.left, sub.right)
-            elif not isinstance(sub, ast.Constant | ast.Lambda):
+            elif deep and not isinstance(sub, ast.Constant | ast.Lambda):
                 stack += ast.iter_child_nodes(sub)  # "".join(choice(...) for _ in ...), [...]
         return "", 0, calls
 

@@ -77,8 +77,8 @@ class SecretKeyRules(WalkerBase):
         info = frame.info
         info.writes_disk = any(c.rule == "local-file-write" for c, _ in frame.writes)
         returns: list[str] = []
-        for value in frame.returns:
-            random, _, calls = self.trace(value, RANDOM_CALLS)
+        for value in frame.returns:  # deep only where a random call was seen
+            random, _, calls = self.trace(value, RANDOM_CALLS, frame.random_seen)
             if random:
                 info.key_random = random
                 return

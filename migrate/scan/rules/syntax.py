@@ -115,17 +115,28 @@ def guard_context(test: ast.AST) -> tuple[str, str]:
             and test.comparators[0].value in (None, False):
         test, negated = test.left, True
     found = ""
-    for sub in ast.walk(test):
-        if isinstance(sub, ast.UnaryOp | ast.Compare) and not (
-                isinstance(sub, ast.Compare) and all(isinstance(o, ast.Eq | ast.In)
-                                                     for o in sub.ops)):
-            return "", ""
-        word = (sub.id if isinstance(sub, ast.Name) else sub.attr
-                if isinstance(sub, ast.Attribute) else sub.value
-                if isinstance(sub, ast.Constant) and isinstance(sub.value, str) else "")
-        context = context_of(word) if word else ""
-        if context == "testing" or context and not found:
-            found = context
+    stack = [test]
+    while stack:
+        sub = stack.pop()
+        if isinstance(sub, ast.Name):
+            word = sub.id
+        elif isinstance(sub, ast.Attribute):
+            word = sub.attr
+            stack.append(sub.value)
+        elif isinstance(sub, ast.Constant):
+            word = sub.value if isinstance(sub.value, str) else ""
+        else:
+            if isinstance(sub, ast.UnaryOp) or isinstance(sub, ast.Compare) and not all(
+                    isinstance(op, ast.Eq | ast.In) for op in sub.ops):
+                return "", ""
+            if isinstance(sub, ast.Subscript | ast.Call | ast.BoolOp | ast.Compare):
+                stack += ast.iter_child_nodes(sub)
+            continue
+        low = word.lower()
+        if "test" in low or "dev" in low or "debug" in low:
+            context = context_of(word)
+            if context == "testing" or context and not found:
+                found = context
     return ("", found) if negated else (found, "")
 
 

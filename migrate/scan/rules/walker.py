@@ -30,9 +30,8 @@ from migrate.scan.rules.files import (
     FileRules,
     is_file_storage,
     is_upload_set,
-    mentions_files,
 )
-from migrate.scan.rules.secret_key import SecretKeyRules
+from migrate.scan.rules.secret_key import RANDOM_CALLS, SecretKeyRules
 from migrate.scan.rules.sessions import SessionRules, starts_flask_session
 from migrate.scan.rules.sqlite import SQLITE_CONNECT, SqliteRules
 from migrate.scan.rules.state import MUTATORS, StateRules, mutable_kind
@@ -314,13 +313,14 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             qual = self.qual(value.func) or ""
             self._note_thread_vars([t.id for t in targets if isinstance(t, ast.Name)], qual)
             self._note_temps(targets, qual)
-        if func is not None and value is not None and mentions_files(value):
-            for target in targets:
-                func.files |= names_in(target)
         for target in targets:
             self.visit(target)
         if value is not None:  # an annotation is not evaluated for state
+            seen = self.files_seen
             self.visit(value)
+            if func is not None and self.files_seen != seen:  # x = request.files[...]
+                for target in targets:
+                    func.files |= names_in(target)
 
     def _with(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
@@ -334,9 +334,15 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             self.visit(stmt)
 
     def _for(self, node: ast.For | ast.AsyncFor) -> None:
-        if self.func is not None and mentions_files(node.iter):
+        self.visit(node.target)
+        seen = self.files_seen
+        self.visit(node.iter)
+        if self.func is not None and self.files_seen != seen:  # for f in request.files...
             self.func.files |= names_in(node.target)
-        self.generic(node)
+        for stmt in node.body:
+            self.visit(stmt)
+        for stmt in node.orelse:
+            self.visit(stmt)
 
     def _return(self, node: ast.Return) -> None:
         if node.value is not None:
@@ -367,6 +373,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
     def _attribute(self, node: ast.Attribute) -> None:
         func = self.func
         value = node.value
+        if node.attr == "files" and isinstance(value, ast.Name) and value.id == "request":
+            self.files_seen += 1
         if func is not None:
             if isinstance(value, ast.Name):
                 func.info.attrs.add((value.id, node.attr))
@@ -381,6 +389,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
     def _call(self, node: ast.Call) -> None:
         fn = node.func
         qual = self.qual(fn) or ""
+        if qual in RANDOM_CALLS and self.func is not None:
+            self.func.random_seen = True
         if isinstance(fn, ast.Attribute):
             self._method_call(node, fn)
         if qual in OPEN_CALLS:
