@@ -1025,3 +1025,26 @@ def test_url_scheme_checks_and_batch_maps_are_not_traps(tmp_path):
             return str(list(POOL.map(len, ["a", "bb"])))
     """)
     assert rules(result) == []
+
+
+def test_cycles_between_module_level_objects_and_classes_end(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        a = b.make()
+        b = a.make()
+
+        class A(B):
+            pass
+
+        class B(A):
+            pass
+
+        c = A()
+
+        @app.get("/")
+        def index():
+            a.save(1)
+            c.save(2)
+            A().missing()
+            return ""
+    """)
+    assert rules(result) == []

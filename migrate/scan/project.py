@@ -23,6 +23,8 @@ VIEW_METHODS = frozenset({"get", "post", "put", "delete", "patch", "head", "opti
 
 FuncKey = tuple[str, str]
 """A project function: (module, qualname)."""
+MAX_HOPS = 6
+"""How many objects, factories and base classes deep a method is looked for."""
 
 
 @dataclass
@@ -32,9 +34,8 @@ class Candidate:
     ``reach``: "always" (kept as is), "reach" (kept only in request-reachable code),
     "reach-or-warn" (a warning outside request-reachable code). ``target`` names a mutable
     in another module, ``(module, name)`` ("" for this module), checked once every module is
-    known. ``origin``:
-    the line the trap's value is made on when that is not ``line`` (an ignore comment there
-    silences it too).
+    known. ``origin``: the line the trap's value is made on when that is not ``line`` (an
+    ignore comment there silences it too).
     """
 
     rule: str
@@ -177,8 +178,10 @@ class Project:
         full = f"{target}.{attr}" if attr else target
         return full if full in self.modules else None
 
-    def resolve_dotted(self, module: str, scope: str, dotted: str) -> FuncKey | None:
-        """The project function ``a.b`` refers to: a module's function or a class's method."""
+    def resolve_dotted(self, module: str, scope: str, dotted: str,
+                       hops: int = 0) -> FuncKey | None:
+        """The project function ``a.b`` refers to: a module's function, a class's method or
+        a module-level object's method. ``hops``: objects and classes looked through so far."""
         head, _, rest = dotted.partition(".")
         if not rest:
             return self.resolve_name(module, scope, head)
@@ -189,17 +192,17 @@ class Project:
         summary = self.modules[module]
         info = summary.functions.get(scope)
         if head in ("self", "cls") and info is not None and info.cls:
-            return self.method_of((module, info.cls), rest)
+            return self.method_of((module, info.cls), rest, hops)
         cls = self.resolve_name(module, scope, head)
         if cls is not None:
-            return self.method_of(cls, rest)
-        if "." in rest:
+            return self.method_of(cls, rest, hops)
+        if "." in rest or hops >= MAX_HOPS:
             return None
         instance = self.instance(module, head)
         if instance is not None:
             for made in instance[1]:
-                for cls in self.types_of(instance[0], "", made):
-                    found = self.method_of(cls, rest)
+                for cls in self.types_of(instance[0], "", made, hops + 1):
+                    found = self.method_of(cls, rest, hops + 1)
                     if found is not None:
                         return found
         return None
@@ -217,37 +220,37 @@ class Project:
                 return imported[0], other.instances[imported[1]]
         return None
 
-    def method_of(self, cls: FuncKey, name: str, depth: int = 0) -> FuncKey | None:
+    def method_of(self, cls: FuncKey, name: str, hops: int = 0) -> FuncKey | None:
         """The method ``name`` of a project class, its own or inherited from a project base."""
         module, qual = cls
         summary = self.modules[module]
         method = f"{qual}.{name}"
         if method in summary.functions:
             return (module, method)
-        if depth > 3:
+        if hops >= MAX_HOPS:
             return None
         scope = qual.rpartition(".")[0]
         for base in summary.bases.get(qual, ()):
-            found = self.resolve_dotted(module, scope, base)
+            found = self.resolve_dotted(module, scope, base, hops + 1)
             if found is not None and found[1] not in self.modules[found[0]].functions:
-                inherited = self.method_of(found, name, depth + 1)
+                inherited = self.method_of(found, name, hops + 1)
                 if inherited is not None:
                     return inherited
         return None
 
-    def types_of(self, module: str, scope: str, made: str, depth: int = 0) -> list[FuncKey]:
+    def types_of(self, module: str, scope: str, made: str, hops: int = 0) -> list[FuncKey]:
         """The project classes a call of ``made`` may return: the class itself, or the
         classes a project function returns (through other functions)."""
-        found = self.resolve_dotted(module, scope, made)
+        found = self.resolve_dotted(module, scope, made, hops)
         if found is None:
             return []
         info = self.modules[found[0]].functions.get(found[1])
         if info is None:
             return [found]
-        if depth > 3:
+        if hops >= MAX_HOPS:
             return []
         return [cls for returned in info.returns
-                for cls in self.types_of(found[0], found[1], returned, depth + 1)]
+                for cls in self.types_of(found[0], found[1], returned, hops + 1)]
 
     def entry_points(self) -> list[FuncKey]:
         """Views, request hooks and error handlers: decorated, registered or class-based."""
@@ -303,8 +306,9 @@ class Project:
         queue = deque(start)
         while queue:
             key = queue.popleft()
-            # Functions nested in a reachable function are reachable when referenced; classes:
-            # a referenced class's methods are not followed (constructors rarely hold state).
+            # Functions nested in a reachable function are reachable when referenced; a method
+            # when it is called (on self, a class, a module-level object or what a call
+            # returns); constructors are not followed (they rarely hold state).
             for target in self.callees(key, origin[key] == key):
                 if target not in origin and target[1] in self.modules[target[0]].functions:
                     origin[target] = origin[key]
