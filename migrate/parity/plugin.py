@@ -242,6 +242,22 @@ class _Replace:
     def __init__(self, parity: _Parity) -> None:
         self.parity = parity
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """A replaced fixture is never called: what it needed (the local app it would wrap)
+        is not set up for it; a test that asks for that fixture itself still gets it."""
+        for item in items:
+            info = getattr(item, "_fixtureinfo", None)
+            try:
+                defs = [d for name in self.parity.replaces
+                        for d in info.name2fixturedefs.get(name, ())]  # type: ignore[union-attr]
+                for fixturedef in defs:
+                    fixturedef.argnames = ()
+                if defs:
+                    info.prune_dependency_tree()  # type: ignore[union-attr]
+            except (AttributeError, TypeError):
+                continue  # a pytest without these: the dependencies are merely built in vain
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: pytest.FixtureRequest) -> Any:
         if fixturedef.argname not in self.parity.replaces:

@@ -77,7 +77,10 @@ def _message(report: Any) -> str:
     longrepr = report.longrepr
     crash = getattr(longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(longrepr)
-    first = next((line for line in text.splitlines() if line.strip()), "")
+    lines = [line for line in text.splitlines() if line.strip()]
+    # "AssertionError: <the assert's own message>" first, the comparison after: prefer it.
+    first = next((line for line in lines if line.lstrip().startswith("assert ")),
+                 lines[0] if lines else "")
     return " ".join(first.split())[:400]
 
 
