@@ -224,3 +224,50 @@ def test_the_instances_share_the_stores_and_their_own_folders(running):
     assert running[0].folder != running[1].folder
     digest = hashlib.sha256(env["SECRET_KEY"].encode()).hexdigest()
     assert digest not in running.stores.describe()
+
+
+def test_verify_instances_app_refuses_bad_input_in_one_line():
+    from click.testing import CliRunner
+
+    from migrate.cli import cli
+
+    for args, expected in [
+        (["--app", "a:b()", "http://127.0.0.1:1"], "leave out the URLs and --start"),
+        (["--app", "not a spec!"], "is not an app spec"),
+        (["--app", "a:b()", "--instances", "1"], "--instances 1 is the control run already"),
+        (["--app", "a:b()", "--app-env", "oops"], "give KEY=VALUE"),
+    ]:
+        result = CliRunner().invoke(cli, ["verify", "instances", *args])
+        assert result.exit_code == 2, result.output
+        assert expected in result.output and "Traceback" not in result.output
+
+
+def test_the_table_shows_each_test_on_one_and_on_n_and_where_it_failed(monkeypatch):
+    from rich.console import Console
+
+    from migrate.cli import instances as command
+    from migrate.parity.verify import AppVerifyResult, Run, TestOutcome
+
+    result = AppVerifyResult("shop:create_app()", ["tests/test_shop.py"], 2, True, [
+        TestOutcome("tests/test_shop.py::test_catalog", "passed", "passed"),
+        TestOutcome("tests/test_shop.py::test_login", "passed", "failed",
+                    "assert None == 'alice'", ["POST /login -> 302 from instance-1",
+                                               "GET / -> 200 from instance-2"]),
+        TestOutcome("tests/test_shop.py::test_session", "failed", "failed", "one line"),
+    ], [Run(1, 0, 3.0, "log"), Run(2, 1, 4.0, "log")],
+        [{"instance": "instance-1", "pid": 42, "test": "tests/test_shop.py::test_login",
+          "after_request": "POST /login -> 302 from instance-1", "restarted": True}],
+        run_dir="/tmp/kept")
+    console = Console(width=200, record=True)
+    monkeypatch.setattr(command, "console", console)
+    command._render_app(result)
+    text = console.export_text()
+    assert "test in tests/test_shop.py" in text
+    assert "test_login" in text and "assert None == 'alice'" in text
+    assert "GET / -> 200 from instance-2" in text
+    assert "SIGKILLed instance-1 (pid 42) in tests/test_shop.py::test_login" in text
+    assert "parity broken: 1 test(s) pass on 1 instance and fail on 2" in text
+    assert "/tmp/kept" in text
+    data = result.to_dict()
+    assert data["ok"] is False and data["traps"] == ["tests/test_shop.py::test_login"]
+    assert [row["trap"] for row in data["outcomes"]] == [False, True, False]

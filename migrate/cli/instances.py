@@ -159,7 +159,9 @@ def _verify_app(ctx: click.Context, app_spec: str, instances: int, kill_one: boo
     settings = ParitySettings(app=app_spec, instances=instances, app_env=parse_env(app_env),
                               app_dir=(app_dir or Path.cwd()).resolve(),
                               prepare=list(app_prepare), workers=list(app_worker),
-                              kill_one=kill_one)
+                              kill_one=kill_one).check()
+    if instances < 2:
+        raise UsageError("--instances 1 is the control run already: give 2 or more")
 
     def narrate(text: str) -> None:
         if not as_json:
