@@ -55,6 +55,11 @@ LIVE: set[subprocess.Popen] = set()
 @atexit.register
 def _kill_leftovers() -> None:
     for process in list(LIVE):
+        if process.poll() is None:  # still ours: its pid (and group id) is not reused yet
+            try:  # its own session: the group holds its children too (a gunicorn worker)
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         _terminate(process, signal.SIGKILL, 5)
 
 
@@ -72,8 +77,8 @@ def _private_log(log: Path | None):
     return private_file(log) if log is not None else open(os.devnull, "ab")
 
 
-def spawn(command: list[str], log: Path | None, env: dict[str, str] | None = None
-          ) -> subprocess.Popen:
+def spawn(command: list[str], log: Path | None, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen:
     """Start a server in its own session, output appended to ``log``; tracked in ``LIVE``.
 
     Its own session: a Ctrl-C in the terminal reaches only the parent, which stops servers in
@@ -82,8 +87,8 @@ def spawn(command: list[str], log: Path | None, env: dict[str, str] | None = Non
     files) is created under umask 077, readable by this user only.
     """
     with _private_log(log) as out:
-        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                    umask=PRIVATE_UMASK)
     LIVE.add(process)
     return process
