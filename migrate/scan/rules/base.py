@@ -8,10 +8,11 @@ filled, the function and class being walked (a frame each), and the names alread
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Callable
 
 from migrate.scan.project import Candidate, FuncInfo, ModuleSummary
-from migrate.scan.rules.syntax import parts_of
+from migrate.scan.rules.syntax import context_in, dotted, parts_of
 
 CONFIG_CONTEXTS = (
     "Not reported in a testing configuration: a class named Testing*, *TestConfig or that "
@@ -22,6 +23,12 @@ CONFIG_CONTEXTS = (
     "True, code under `if app.debug:`): one developer's one process, but make sure "
     "production never loads it.")
 """The ``notes`` of a rule judged by ``WalkerBase.add_in_context``."""
+
+
+@functools.cache
+def last_parts(quals: frozenset[str]) -> frozenset[str]:
+    """``os.urandom`` -> ``urandom``: a call whose name is not one of these is not in quals."""
+    return frozenset(q.rpartition(".")[2] for q in quals)
 
 
 class FuncFrame:
@@ -81,10 +88,13 @@ class WalkerBase:
         self.consumed: set[int] = set()
         self.module_thread_vars: dict[str, str] = {}
         self.module_bound: dict[str, list[ast.AST]] = {}
+        self.call_now: tuple[ast.Call, str] | None = None
+        """The call whose arguments are being walked, and the name it resolves to."""
         self.files_seen = 0
         """``request.files`` read so far (a value that raises it holds an upload)."""
-        self.context = ""
-        """"testing" or "development" inside such a config class, ``if``, function, dict."""
+        self.contexts: list[tuple[str, object]] = []
+        """What encloses the code being walked that may make it a testing or development
+        configuration (see ``syntax.context_in``); judged only when a trap needs it."""
 
     def visit(self, node: ast.AST) -> None:
         handler = self.handlers.get(type(node))
@@ -110,9 +120,10 @@ class WalkerBase:
     def add_in_context(self, cand: Candidate) -> None:
         """A trap that does not matter in a testing configuration (dropped) and is a note in
         a development one (see the rule's ``notes``)."""
-        if self.context == "testing":
+        context = context_in(self.contexts) if self.contexts else ""
+        if context == "testing":
             return
-        if self.context == "development":
+        if context == "development":
             cand.severity = "note"
             cand.message += " (in a development configuration: a note)"
         self.s.candidates.append(cand)
@@ -133,27 +144,33 @@ class WalkerBase:
 
         Followed: calls (their receiver and arguments), ``a or b``, ``x if c else y``,
         operators, f-strings, subscripts, comprehensions, containers and names bound in this
-        scope (or at module level); ``deep=False``: not into comprehensions and containers.
+        scope (or at module level); ``deep=False``: not into arguments, comprehensions and
+        containers (what a call returns, and the receivers of the calls returned, only).
         """
         calls: list[str] = []
         stack = [node]
         seen: set[int] = set()
+        last_names = last_parts(random)
         while stack:
             sub = stack.pop()
             if isinstance(sub, ast.Call):
-                qual = self.qual(sub.func) or ""
-                if qual in random:
-                    return qual, sub.lineno, calls
                 fn = sub.func
+                last = fn.id if isinstance(fn, ast.Name) else \
+                    fn.attr if isinstance(fn, ast.Attribute) else ""
+                if last in last_names:
+                    qual = self.qual(fn) or ""
+                    if qual in random:
+                        return qual, sub.lineno, calls
                 if isinstance(fn, ast.Name):
                     calls.append(fn.id)
                 elif isinstance(fn, ast.Attribute):
-                    dotted = parts_of(fn)
-                    if dotted and not isinstance(fn.value, ast.Call):
-                        calls.append(".".join(dotted))
+                    name = dotted(fn)
+                    if name is not None:
+                        calls.append(name)
                     stack.append(fn.value)
-                stack += sub.args
-                stack += [kw.value for kw in sub.keywords]
+                if deep:
+                    stack += sub.args
+                    stack += [kw.value for kw in sub.keywords]
             elif isinstance(sub, ast.Name):
                 values = self._bound_values(sub.id)
                 if values and id(values) not in seen:

@@ -41,6 +41,10 @@ class SqliteRules(WalkerBase):
         if not SQLITE_URL.match(text):
             return
         memory = is_memory_url(text)
+        call = self.call_now
+        if memory and whole is node and call is not None and node in call[0].args \
+                and not call[1].endswith(ENGINE_CALLS):
+            return  # from_project("sqlite://"): a placeholder handed to an ordinary call
         instance = "instance" in short(whole, 400)
         if memory and whole is node:
             what = "an in-memory SQLite database, one per process"
@@ -80,14 +84,6 @@ class SqliteRules(WalkerBase):
             self.add_in_context(self.candidate("sqlite-local", node,
                                                "sqlite3.connect() opens a database file on "
                                                "this host's disk"))
-
-    def _placeholder_urls(self, node: ast.Call, qual: str) -> None:
-        """``from_project("sqlite://")``: an in-memory URL handed to an ordinary call."""
-        if not qual.endswith(ENGINE_CALLS):
-            for arg in node.args:
-                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) \
-                        and arg.value.startswith("sqlite") and is_memory_url(arg.value):
-                    self.consumed.add(id(arg))
 
     def _scheme_test(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
         """``url.startswith("sqlite://")`` tests a URL's scheme: the string is not a URL."""

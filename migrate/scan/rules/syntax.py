@@ -143,3 +143,43 @@ def guard_context(test: ast.AST) -> tuple[str, str]:
 def is_true(node: ast.AST) -> bool:
     """``True`` or ``1`` written as is."""
     return isinstance(node, ast.Constant) and node.value in (True, 1)
+
+
+def stronger(outer: str, inner: str) -> str:
+    """The context code inside both is in: testing over development over none."""
+    return "testing" if "testing" in (outer, inner) else outer or inner
+
+
+def class_context(node: ast.ClassDef) -> str:
+    """A config class for tests or development: by its name (``TestingConfig``,
+    ``DevelopmentConfig``) or its ``TESTING = True`` / ``DEBUG = True``."""
+    found = context_of(node.name)
+    for stmt in node.body:
+        if isinstance(stmt, ast.Assign) and is_true(stmt.value):
+            for target in stmt.targets:
+                if isinstance(target, ast.Name) and target.id in ("TESTING", "DEBUG"):
+                    found = stronger(found, context_of(target.id))
+    return found
+
+
+def context_in(contexts: list[tuple[str, object]]) -> str:
+    """The context the code being walked is in, from what encloses it (innermost last):
+    ("name", a function's name), ("class", a ClassDef), ("body" or "else", an if-test),
+    ("testing", None) (a config with TESTING=True)."""
+    found = ""
+    for kind, what in contexts:
+        if kind == "testing":
+            context = "testing"
+        elif isinstance(what, str):
+            context = context_of(what)
+        elif isinstance(what, ast.ClassDef):
+            context = class_context(what)
+        elif isinstance(what, ast.AST):
+            body, orelse = guard_context(what)
+            context = body if kind == "body" else orelse
+        else:
+            context = ""
+        found = stronger(found, context)
+        if found == "testing":
+            break
+    return found

@@ -35,14 +35,7 @@ from migrate.scan.rules.secret_key import RANDOM_CALLS, SecretKeyRules
 from migrate.scan.rules.sessions import SessionRules, starts_flask_session
 from migrate.scan.rules.sqlite import SQLITE_CONNECT, SqliteRules
 from migrate.scan.rules.state import MUTATORS, StateRules, mutable_kind
-from migrate.scan.rules.syntax import (
-    context_of,
-    dotted,
-    guard_context,
-    is_true,
-    names_in,
-    parts_of,
-)
+from migrate.scan.rules.syntax import dotted, is_true, names_in, parts_of
 from migrate.scan.rules.threads import SPAWN_CALLS, ThreadRules
 
 ENTRY_DECORATORS = frozenset({
@@ -62,23 +55,6 @@ HOOK_REGISTRARS = frozenset(ENTRY_DECORATORS - {"route", "get", "post", "put", "
 VIEW_BASES = frozenset({"MethodView", "View"})
 
 MethodHandler = Callable[[ast.Call, str, ast.AST], None]
-
-
-def stronger(outer: str, inner: str) -> str:
-    """The context code inside both is in: testing over development over none."""
-    return "testing" if "testing" in (outer, inner) else outer or inner
-
-
-def class_context(node: ast.ClassDef) -> str:
-    """A config class for tests or development: by its name (``TestingConfig``,
-    ``DevelopmentConfig``) or its ``TESTING = True`` / ``DEBUG = True``."""
-    found = context_of(node.name)
-    for stmt in node.body:
-        if isinstance(stmt, ast.Assign) and is_true(stmt.value):
-            for target in stmt.targets:
-                if isinstance(target, ast.Name) and target.id in ("TESTING", "DEBUG"):
-                    found = stronger(found, context_of(target.id))
-    return found
 
 
 class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRules,
@@ -162,11 +138,10 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
                 self.visit(default)
         info = self._function_info(node)
         outer_func, outer_scope, outer_main = self.func, self.scope, self.in_main
-        outer_context = self.context
         self.func = frame = FuncFrame(info)
         self.scope = info.qualname
         self.in_main = False
-        self.context = stronger(outer_context, context_of(node.name))
+        self.contexts.append(("name", node.name))
         args = node.args
         for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
             if arg is not None:
@@ -183,7 +158,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         if frame.bound or frame.call_attrs:
             self._finish_calls(frame)
         self.func, self.scope, self.in_main = outer_func, outer_scope, outer_main
-        self.context = outer_context
+        self.contexts.pop()
 
     def _finish_calls(self, frame: FuncFrame) -> None:
         """Methods called on what calls return, directly or through a local name
@@ -236,17 +211,16 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         if base_names & VIEW_BASES or any(b.endswith("MethodView") for b in base_names):
             self.s.view_classes.append(qualname)
         outer_cls, outer_scope, outer_func = self.cls, self.scope, self.func
-        outer_context = self.context
         self.cls = frame = ClassFrame(node.name, qualname, node.lineno, base_names)
         self.scope = qualname
         self.func = None
-        self.context = stronger(outer_context, class_context(node))
+        self.contexts.append(("class", node))
         for stmt in node.body:
             if isinstance(stmt, ast.Assign | ast.AnnAssign):
                 self._note_mutables(stmt, f"{qualname}.")
             self.visit(stmt)
         self.cls, self.scope, self.func = outer_cls, outer_scope, outer_func
-        self.context = outer_context
+        self.contexts.pop()
         if any(b.endswith("SessionInterface") for b in base_names):
             self._finish_session_interface(frame)
 
@@ -255,17 +229,16 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         is_main = (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
                    and test.left.id == "__name__")
         self.visit(test)
-        outer, outer_context = self.in_main, self.context
-        body, orelse = guard_context(test) if not is_main else ("", "")
+        outer = self.in_main
         self.in_main = outer or is_main
-        self.context = stronger(outer_context, body)
+        self.contexts.append(("body", test))  # judged only when a trap needs it
         for stmt in node.body:
             self.visit(stmt)
         self.in_main = outer
-        self.context = stronger(outer_context, orelse)
+        self.contexts[-1] = ("else", test)
         for stmt in node.orelse:
             self.visit(stmt)
-        self.context = outer_context
+        self.contexts.pop()
 
     # statements
 
@@ -389,6 +362,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
     def _call(self, node: ast.Call) -> None:
         fn = node.func
         qual = self.qual(fn) or ""
+        testing = False
         if qual in RANDOM_CALLS and self.func is not None:
             self.func.random_seen = True
         if isinstance(fn, ast.Attribute):
@@ -410,19 +384,18 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         elif starts_flask_session(qual):
             self.s.session_init = True
         elif qual == "dict" or qual.endswith((".update", ".from_mapping")):
-            testing = False
             for kw in node.keywords:  # dict(SECRET_KEY=...), app.config.update(...)
                 if kw.arg in self.settings:
                     self._setting(kw.arg, kw.value, kw.value)
                 testing = testing or kw.arg == "TESTING" and is_true(kw.value)
             if testing:  # update(TESTING=True, SQLALCHEMY_DATABASE_URI="sqlite://")
-                outer, self.context = self.context, "testing"
-                self.generic(node)
-                self.context = outer
-                return
-        if node.args:
-            self._placeholder_urls(node, qual)
+                self.contexts.append(("testing", None))
+        outer = self.call_now
+        self.call_now = (node, qual)
         self.generic(node)
+        self.call_now = outer
+        if testing:
+            self.contexts.pop()
 
     def _method_call(self, node: ast.Call, fn: ast.Attribute) -> None:
         meth = fn.attr
@@ -439,11 +412,12 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
                 if key.value in self.settings:
                     self._setting(key.value, value, key)
                 testing = testing or key.value == "TESTING" and is_true(value)
-        outer = self.context
         if testing:  # {"TESTING": True, "DATABASE": "sqlite://"}
-            self.context = "testing"
-        self.generic(node)
-        self.context = outer
+            self.contexts.append(("testing", None))
+            self.generic(node)
+            self.contexts.pop()
+        else:
+            self.generic(node)
 
     # settings: SECRET_KEY, SESSION_TYPE, ... however they are given
 
