@@ -54,6 +54,8 @@ class SuiteRun:
     way: str
     seconds: float
     outcome: str  # pytest's last line
+    setup_seconds: float = 0.0  # the fixtures (the local app, the instances), all tests
+    call_seconds: float = 0.0  # the tests' own bodies: their requests
 
 
 @dataclass
@@ -68,13 +70,20 @@ def run_suite(way: str, extra: list[str], base: Path) -> SuiteRun:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/test_shop.py", "-k", "stateless", "-q",
-         "-p", "no:cacheprovider", "--basetemp", str(base / way.replace(" ", "-")), *extra],
+         "-p", "no:cacheprovider", "--durations=0", "--durations-min=0",
+         "--basetemp", str(base / way.replace(" ", "-").replace(",", "")), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     seconds = time.perf_counter() - started
     last = (done.stdout.strip().splitlines() or ["?"])[-1].strip("= ")
     if done.returncode != 0:
         raise SystemExit(f"the suite failed {way}: {last}")
-    return SuiteRun(way, round(seconds, 2), last)
+    phases = {"setup": 0.0, "call": 0.0}
+    for line in done.stdout.splitlines():  # "0.52s setup    tests/test_shop.py::..."
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in phases and parts[0].endswith("s"):
+            phases[parts[1]] += float(parts[0][:-1])
+    return SuiteRun(way, round(seconds, 2), last, round(phases["setup"], 2),
+                    round(phases["call"], 2))
 
 
 def suite(rounds: int, base: Path) -> list[SuiteRun]:
@@ -161,10 +170,14 @@ def main() -> int:
         print(json.dumps(result, indent=2))
         return 0
     plain = runs[0].seconds
-    print("\nthe after-shop's unit tests (tests/test_shop.py -k stateless), wall time")
+    print("\nthe after-shop's unit tests (tests/test_shop.py -k stateless)")
+    print(f"  {'':<34} {'wall':>9} {'':>8} {'fixtures':>9} {'test bodies':>12}")
     for run in runs:
-        print(f"  {run.way:<34} {run.seconds:>7.2f} s  ({run.seconds / plain:.2f}x)  "
-              f"{run.outcome}")
+        print(f"  {run.way:<34} {run.seconds:>7.2f} s ({run.seconds / plain:.2f}x) "
+              f"{run.setup_seconds:>7.2f} s {run.call_seconds:>10.2f} s  {run.outcome}")
+    print("  (fixtures: through the test client, each test's app with a fresh database and its "
+          "migrations;\n   through the plugin, the instances once and no local app for a "
+          "replaced client)")
     print("\nstart-up")
     for what, seconds in start.items():
         print(f"  {what:<40} {seconds:>6.2f} s")
