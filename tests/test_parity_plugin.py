@@ -82,6 +82,17 @@ def test_the_app_sees_the_request_the_test_client_would_send(running, local_app,
     assert over_http.headers["X-Instance"] == "instance-1"
 
 
+def test_a_prepared_builder_or_environ_is_sent_as_flasks_client_sends_it(running, local_app):
+    from werkzeug.test import EnvironBuilder
+
+    ours, flasks = both(running, local_app)
+    builder = EnvironBuilder("/echo", method="POST", data={"a": "1"}, query_string="q=2")
+    assert ours.open(builder).json == flasks.open(builder).json
+    assert builder.environ_base is None  # the caller's builder is left as it was
+    environ = EnvironBuilder("/echo", headers={"X-Test": "env"}).get_environ()
+    assert ours.open(environ).json == flasks.open(environ).json
+
+
 def test_responses_read_as_flasks_do(running, local_app):
     ours, flasks = both(running, local_app)
     for path in ("/cookie", "/hop/2", "/healthz", "/nowhere"):

@@ -19,6 +19,7 @@ whole. Each request is recorded with the instance that answered, for failure mes
 from __future__ import annotations
 
 import collections
+import copy
 import http.client
 import random
 import time
@@ -211,6 +212,7 @@ class InstanceClient(Client):
         if args and isinstance(args[0], EnvironBuilder | dict | flask.Request):
             first = args[0]
             if isinstance(first, EnvironBuilder):
+                first = copy.copy(first)  # the caller's builder stays as it was (as Flask's)
                 first.environ_base = {**self.environ_base, **(first.environ_base or {})}
             elif isinstance(first, dict):
                 first = _Builder.from_environ(first, environ_base=dict(self.environ_base))
