@@ -15,13 +15,15 @@ from migrate.scan.project import Candidate, FuncInfo, ModuleSummary
 from migrate.scan.rules.syntax import context_in, dotted, parts_of
 
 CONFIG_CONTEXTS = (
-    "Not reported in a testing configuration: a class named Testing*, *TestConfig or that "
-    "sets TESTING = True, code under `if app.testing:` or `if app.config[\"TESTING\"]:`, a "
-    "config dict or update() with TESTING=True. A test run is one process that never serves "
-    "two instances, and a per-process {what} is what it wants. Reported as a note in a "
-    "development configuration (a class named Development*/Dev*Config or that sets DEBUG = "
-    "True, code under `if app.debug:`): one developer's one process, but make sure "
-    "production never loads it.")
+    "Not reported in a testing configuration: a class or function whose name says test or "
+    "testing (TestingConfig, UnitTestConfig, create_test_app), a class that sets TESTING = "
+    "True, code under `if app.testing:` or `if app.config[\"TESTING\"]:` (or the branch of "
+    "`if test_config is None:` that uses the test config), a config dict or update() with "
+    "TESTING=True. A test run is one process that never serves two instances, and a {what} "
+    "of its own is what it wants. Reported as a note in a development configuration (a "
+    "class or function whose name says dev, development or debug, a class that sets DEBUG = "
+    "True, code under `if app.debug:` or `if os.environ.get(\"FLASK_DEBUG\"):`): one "
+    "developer's one process, but make sure production never loads it.")
 """The ``notes`` of a rule judged by ``WalkerBase.add_in_context``."""
 
 

@@ -15,7 +15,7 @@ RULES = (
          "each instance caches on its own: users see different or stale data per instance",
          "CACHE_TYPE='RedisCache' with CACHE_REDIS_URL, one cache for every instance; "
          "nothing to move (a cache refills)",
-         CONFIG_CONTEXTS.format(what="cache (SimpleCache)")),
+         CONFIG_CONTEXTS.format(what="cache (SimpleCache, FileSystemCache)")),
     Rule("function-cache", "warning", "Memoised function that reads request, session or "
                                       "database data",
          "the memo lives in one process: it serves stale rows after a write on another "

@@ -16,7 +16,7 @@ RULES = (
          "shared disk)",
          "point DATABASE_URL at a shared database server (PostgreSQL) and copy the data "
          "over once; `migrate steps` lists the copy",
-         CONFIG_CONTEXTS.format(what="database (in-memory SQLite, sqlite://)")),
+         CONFIG_CONTEXTS.format(what="database (in-memory SQLite or a scratch file)")),
 )
 
 SQLITE_URL = re.compile(r"sqlite(\+\w+)?://")
