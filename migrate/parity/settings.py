@@ -97,12 +97,7 @@ def parse_env(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
 def render(template: str, values: dict[str, str]) -> str:
     """``template`` with its placeholders filled from ``values`` (``{{`` for a brace)."""
     _check_placeholders(template)
-    try:
-        return template.format_map(values)
-    except KeyError as exc:  # an instance placeholder in a store-level value (prepare, worker)
-        raise UsageError(
-            f"{template!r}: {{{exc.args[0]}}} names an instance, and this value is not per "
-            f"instance; use one of {_names(STORE_PLACEHOLDERS)}") from None
+    return template.format_map(values)  # every process gets every placeholder (its own name)
 
 
 def _check_placeholders(template: str) -> None:
