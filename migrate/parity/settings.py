@@ -11,9 +11,9 @@ One dataclass serves the pytest plugin (built from its options and ini values) a
 ``{database_url}``  the shared database (SQLite in the run folder by default)
 ``{run_dir}``       the run folder (logs, stores, the instances' folders)
 ``{python}``        the interpreter running the tests
-``{instance}``      the instance's name (instance-1, ...); instances only
-``{instance_dir}``  the instance's own folder, its "host's disk"; instances only
-``{port}``          the instance's port; instances only
+``{instance}``      the process's name: instance-1, ..., worker-1, ..., prepare
+``{instance_dir}``  the process's own folder (an instance's "host's disk")
+``{port}``          the instance's port (0 for a worker or a prepare command)
 ==================  =========================================================
 """
 
