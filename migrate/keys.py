@@ -56,10 +56,18 @@ def object_key(relative_path: str, prefix: str = "") -> str:
 
 
 def relative_path(key: str, prefix: str = "") -> str:
-    """The inverse of ``object_key``: the path under the folder that ``key`` came from."""
+    """The inverse of ``object_key``: the path under the folder that ``key`` came from.
+
+    Only a key ``object_key`` gives has one: any other (``..``, ``a//b``, an NFD spelling) is a
+    ValueError, so the path returned always maps back to ``key`` and never leaves the folder.
+    """
     prefix = clean_prefix(prefix)
+    path = key
     if prefix:
         if not key.startswith(prefix + "/"):
             raise ValueError(f"{key!r} is not under the prefix {prefix!r}")
-        key = key[len(prefix) + 1 :]
-    return key
+        path = key[len(prefix) + 1 :]
+    if not _PLAIN.fullmatch(path) and object_key(path) != path:
+        raise ValueError(f"{key!r} is not a key object_key gives (an empty, '.' or '..' "
+                         "segment, a backslash or another Unicode spelling): no path maps to it")
+    return path
