@@ -235,8 +235,9 @@ class MigrationBridge:
             seconds = max(1, int(lifetime.total_seconds()))
             try:
                 value = self.serializer.encode(dict(session))
-            except (TypeError, OverflowError, ValueError) as exc:
-                # The new app could not store it either; a stale copy in Redis would be wrong.
+            except Exception as exc:  # noqa: BLE001 - never fail the user's request over it
+                # The new app could not store it either (a type msgpack lacks, a value that
+                # contains itself); a stale copy in Redis would be wrong.
                 self._count("unconvertible")
                 log.warning("session %s cannot be mirrored (%s)", short_id(session.sid), exc)
                 self._redis_call(lambda: self.redis.delete(key), session.sid)

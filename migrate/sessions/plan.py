@@ -25,6 +25,7 @@ from migrate.sessions.record import (
 from migrate.sessions.target import Item
 
 NO_EXPIRY = float("inf")
+LATEST = 253402300799.0  # 9999-12-31T23:59:59Z: an expiry past it (or NaN) is not a time
 
 
 @dataclass
@@ -90,8 +91,11 @@ class Plan:
         if key is None:
             return self._fail(source, ident, "record has neither a sid nor a hex digest")
         expires = record.expires or 0.0
+        if not expires <= LATEST:  # NaN too
+            return self._fail(source, ident, "expiry out of range (not a time before the year "
+                                             "10000)")
         if expires:
-            ttl_ms = int((expires - now) * 1000)
+            ttl_ms = int((max(expires, now) - now) * 1000)
             if ttl_ms <= 0:
                 self.counts.expired += 1
                 self.dropped = "expired"
@@ -142,6 +146,8 @@ class Plan:
         except (TypeError, OverflowError, ValueError) as exc:
             raise Unconvertible(
                 f"Flask-Session's msgpack serializer cannot store it: {exc}") from None
+        except RecursionError:
+            raise Unconvertible("session nested too deep for Flask-Session's serializer") from None
         if kinds:
             self.counts.converted += 1
             for kind in kinds:
@@ -161,13 +167,13 @@ class Plan:
         encode, prefix, seen, overwrite = self.encode, self.prefix, self.seen, self.overwrite
         for r in block:
             if (r.sid and r.data is not None and r.expires and r.pickle is None
-                    and r.error is None):
+                    and r.error is None and now < r.expires <= LATEST):
                 ttl_ms = int((r.expires - now) * 1000)
                 key = prefix + r.sid.encode()
                 if ttl_ms > 0 and key not in seen:
                     try:
                         value = encode(r.data)
-                    except (TypeError, OverflowError, ValueError):
+                    except (TypeError, OverflowError, ValueError, RecursionError):
                         pass  # the long path reports it
                     else:
                         seen[key] = r.expires

@@ -11,16 +11,14 @@ A bridge ends a response after ``page_seconds`` with ``{"end": true, "count": n,
 the client asks again with ``?after=c`` (``c`` is a digest, never a sid).
 
 ``expires`` is epoch seconds (0 or absent: no expiry, the export's ``lifetime`` applies). Pickles
-are read only by ``restricted_loads``. Session contents and full sids never leave this package:
+are read only by ``restricted_loads`` (``migrate.sessions.pickles``: an allowlist of classes, and
+bounds on size, depth and node count). Session contents and full sids never leave this package:
 failures name a ``short_id``.
 """
 
 from __future__ import annotations
 
-import _compat_pickle
 import hashlib
-import io
-import pickle
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -28,6 +26,13 @@ from typing import Any
 import msgspec
 
 from migrate.errors import UsageError
+from migrate.sessions.pickles import (  # noqa: F401 - re-exported: the package's names
+    ALLOWED_CLASSES,
+    DisallowedClass,
+    PickleRefused,
+    pickle_failure,
+    restricted_loads,
+)
 
 DEFAULT_PREFIX = "session:"
 LEGACY_PREFIX = "session-legacy:"
@@ -65,69 +70,6 @@ def iter_dump_lines(records: Iterable[Record]) -> Iterator[bytes]:
         count += 1
         yield encoder.encode(record) + b"\n"
     yield encoder.encode(Record(end=True, count=count)) + b"\n"
-
-
-# --- reading pickles safely ----------------------------------------------------------------------
-
-ALLOWED_CLASSES = {
-    ("builtins", name)
-    for name in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray",
-                 "int", "float", "bool", "complex", "NoneType")
-} | {
-    ("datetime", name) for name in ("datetime", "date", "time", "timedelta", "timezone")
-} | {("decimal", "Decimal"), ("uuid", "UUID"), ("uuid", "SafeUUID"),
-     ("copyreg", "_reconstructor"), ("builtins", "object"), ("_codecs", "encode"),
-     ("markupsafe", "Markup")}
-# copyreg._reconstructor + object: how protocol 0/1 pickles rebuild plain objects, and
-# _codecs.encode: how protocols 0-2 spell bytes; harmless alone, and any class they rebuild
-# goes through find_class too. Markup (a str) is read so the report can say the real problem:
-# Flask-Session's serializer cannot store it.
-
-
-def _sized(kind: type) -> Any:
-    # bytes(10**12) is a call a hostile pickle could make (no real pickle does): refuse sizes.
-    def make(*args: Any) -> Any:
-        if args and isinstance(args[0], int):
-            raise pickle.UnpicklingError(f"{kind.__name__}(<size>) is not allowed")
-        return kind(*args)
-
-    return make
-
-
-_SAFE = {("builtins", "bytes"): _sized(bytes), ("builtins", "bytearray"): _sized(bytearray)}
-
-
-class DisallowedClass(pickle.UnpicklingError):
-    """A pickle names a class outside the allowlist."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        # Protocol 0-2 pickles name Python 2 modules (__builtin__, copy_reg): compare the
-        # Python 3 names that super().find_class would resolve them to (the standard
-        # library's own table, the one pickle itself reads).
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        if (module, name) in _SAFE:
-            return _SAFE[(module, name)]
-        if (module, name) in ALLOWED_CLASSES:
-            return super().find_class(module, name)
-        raise DisallowedClass(f"disallowed pickle class {module}.{name}")
-
-
-def restricted_loads(data: bytes) -> Any:
-    """Unpickle builtin, datetime, Decimal and UUID values only; anything else raises."""
-    return _RestrictedUnpickler(io.BytesIO(data)).load()
-
-
-def pickle_failure(exc: BaseException) -> str:
-    """A reason for an unreadable pickle that quotes none of its bytes."""
-    if isinstance(exc, DisallowedClass):
-        return str(exc)
-    if isinstance(exc, EOFError) or "truncated" in str(exc):
-        return "truncated pickle"
-    return f"corrupt pickle ({type(exc).__name__})"
 
 
 # --- converting to what Flask-Session reads ------------------------------------------------------
@@ -198,14 +140,18 @@ def session_value(record: Record, serializer: Serializer) -> tuple[bytes, list[s
         raise Unconvertible(f"not a session dict ({_kind(data)})")
     try:
         value = serializer.encode(data)
+        if trusted_plain:
+            # JSON values (str, int, float, bool, None, list, dict) survive msgpack unchanged.
+            return value, [], data
+        read = serializer.decode(value)
+        if read == data:
+            return value, [], read
+        return value, changed_kinds(data, read), read
     except (TypeError, OverflowError, ValueError) as exc:
         raise Unconvertible(
             f"Flask-Session's {serializer.format} serializer cannot store it: {exc}"
         ) from None
-    if trusted_plain:
-        # JSON values (str, int, float, bool, None, list, dict) survive msgpack unchanged.
-        return value, [], data
-    read = serializer.decode(value)
-    if read == data:
-        return value, [], read
-    return value, changed_kinds(data, read), read
+    except RecursionError:  # plain JSON may nest deeper than a pickle is allowed to
+        raise Unconvertible(
+            f"session nested too deep for Flask-Session's {serializer.format} serializer"
+        ) from None

@@ -24,6 +24,7 @@ import msgspec
 
 from migrate import redact
 from migrate.errors import ConnectionFailure, UsageError
+from migrate.sessions.pickles import MAX_BYTES
 from migrate.sessions.record import HEX, Record, line_decoder
 
 BRIDGE_PATH = "/_migrate/sessions"
@@ -33,6 +34,7 @@ COUNT_FILES = {hashlib.sha256(b"__wz_cache_count").hexdigest(),
                hashlib.md5(b"__wz_cache_count").hexdigest()}
 TMP_SUFFIX = ".__wz_cache"
 BLOCK_BYTES = 4 * 1024 * 1024
+MAX_LINE_BYTES = 2 * MAX_BYTES  # a dump line: a pickle at its limit, in base64, fits
 
 
 @dataclass
@@ -102,11 +104,15 @@ def directory_records(path: Path, part: Part = None) -> Iterator[Record]:
             yield Record(digest=name, error="not a FileSystemCache file (name is not a digest)")
             continue
         try:
-            raw = (path / name).read_bytes()
+            with open(path / name, "rb") as handle:
+                raw = handle.read(4 + MAX_BYTES + 1)  # the expiry header, then the pickle
         except FileNotFoundError:
             continue  # expired and removed by the app while we listed: nothing to move
         except OSError as exc:
             yield Record(digest=name, error=f"unreadable file ({exc.strerror})")
+            continue
+        if len(raw) > 4 + MAX_BYTES:
+            yield Record(digest=name, error=f"file too large (over {MAX_BYTES >> 20} MiB)")
             continue
         if len(raw) < 5:
             yield Record(digest=name, error="corrupt file (shorter than its expiry header)")
@@ -128,32 +134,33 @@ class _Peek(msgspec.Struct):
 _peek_decoder = msgspec.json.Decoder(_Peek)
 
 
-def _own_lines(block: list[bytes], part: tuple[int, int]) -> list[bytes]:
-    """The lines of ``block`` whose session this worker owns (see ``owner``)."""
+def _own_lines(block: list[bytes], part: tuple[int, int], first: int) -> list[tuple[int, bytes]]:
+    """(number, line) for the lines of ``block`` whose session this worker owns (see
+    ``owner``); ``first`` is the number of the block's first line."""
     me, workers = part
-    mine: list[bytes] = []
-    others: list[bytes] = []
+    mine: list[tuple[int, bytes]] = []
+    others: list[tuple[int, bytes]] = []
     crc32 = zlib.crc32
-    for line in block:
+    for number, line in enumerate(block, first):
         # Most lines start with the sid: read it without decoding the line (every worker
         # looks at every line, so this must cost far less than the decode it saves).
         if line.startswith(b'{"sid":"'):
             ident = line[8:line.find(b'"', 8)]
             if b"\\" not in ident:
                 if crc32(ident) % workers == me:
-                    mine.append(line)
+                    mine.append((number, line))
                 continue
-        others.append(line)
-    for line in others:
+        others.append((number, line))
+    for number, line in others:
         if not line.strip():
             continue
         try:
             peek = _peek_decoder.decode(line)
             line_owner = owner(peek.sid or peek.digest, workers)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             line_owner = crc32(line) % workers  # a bad line is reported by exactly one worker
         if line_owner == me:
-            mine.append(line)
+            mine.append((number, line))
     return mine
 
 
@@ -164,63 +171,71 @@ def dump_records(path: Path, part: Part = None) -> Iterator[Record]:
 
 
 def dump_blocks(path: Path, part: Part = None) -> Iterator[list[Record]]:
-    """``dump_records`` a 4 MiB block of lines at a time."""
-    if part is None:
-        yield from _dump_chunks(path)
-        return
-    with open(path, "rb") as handle:
-        number = 0
-        while True:
-            block = handle.readlines(BLOCK_BYTES)
-            if not block:
-                return
-            count = len(block)
-            block = _own_lines(block, part)
-            number += count - len(block)  # line numbers in reports stay approximate
-            try:
-                records = line_decoder.decode_lines(b"".join(block))
-            except msgspec.DecodeError:
-                records = _decode_one_by_one(block, number)
-            number += len(block)
-            yield [r for r in records if not r.end]  # trailers of saved bridge streams
+    """``dump_records`` about 4 MiB of lines at a time (a worker's own lines, with ``part``)."""
+    for number, chunk in _line_chunks(path):
+        if chunk is None:
+            if part is None or number % part[1] == part[0]:
+                yield [Record(error=f"line {number} is longer than {MAX_LINE_BYTES:,} bytes")]
+            continue
+        if part is None:
+            lines: list[bytes] | None = None
+        else:
+            lines = _own_lines(chunk.split(b"\n"), part, number)
+            chunk = b"\n".join(line for _, line in lines)
+        try:
+            records = line_decoder.decode_lines(chunk)
+        except (msgspec.DecodeError, RecursionError):
+            records = _decode_one_by_one(lines if lines is not None else
+                                         list(enumerate(chunk.split(b"\n"), number)))
+        yield [r for r in records if not r.end]  # trailers of saved bridge streams
 
 
-def _dump_chunks(path: Path) -> Iterator[list[Record]]:
-    # Whole 4 MiB reads cut at the last newline: no list of lines to build when all is well.
+def _line_chunks(path: Path) -> Iterator[tuple[int, bytes | None]]:
+    """(number of the first line, about 4 MiB of whole lines), read a block at a time and cut
+    at the last newline. A line longer than ``MAX_LINE_BYTES`` comes as (its number, None) and
+    is skipped without being held in memory."""
     with open(path, "rb") as handle:
-        number, rest = 0, b""
+        number, rest, skipping = 1, b"", False
         while True:
             data = handle.read(BLOCK_BYTES)
-            chunk = rest + data
-            if not data:
-                cut = len(chunk)
-            else:
-                cut = chunk.rfind(b"\n") + 1
-                if cut == 0:
-                    rest = chunk
+            if skipping:
+                newline = data.find(b"\n")
+                if newline < 0:
+                    if not data:
+                        return
                     continue
+                data, skipping, number = data[newline + 1:], False, number + 1
+            chunk = rest + data
+            if not chunk:
+                return
+            cut = len(chunk) if not data else chunk.rfind(b"\n") + 1
+            if cut == 0:
+                rest = chunk
+                if len(rest) > MAX_LINE_BYTES:
+                    yield number, None
+                    rest, skipping = b"", True
+                continue
             chunk, rest = chunk[:cut], chunk[cut:]
             if chunk.strip():
-                try:
-                    records = line_decoder.decode_lines(chunk)
-                except msgspec.DecodeError:
-                    records = _decode_one_by_one(chunk.split(b"\n"), number)
-                yield [r for r in records if not r.end]  # trailers of saved bridge streams
+                yield number, chunk
             number += chunk.count(b"\n")
             if not data:
                 return
 
 
-def _decode_one_by_one(lines: list[bytes], number: int) -> list[Record]:
+def _decode_one_by_one(lines: list[tuple[int, bytes]]) -> list[Record]:
+    """Each (number, line) decoded alone: a line that is not a record is reported by number."""
     records = []
-    for offset, line in enumerate(lines):
+    for number, line in lines:
         if not line.strip():
             continue
         try:
             records.append(line_decoder.decode(line))
         except msgspec.DecodeError as exc:
             reason = str(exc).split(" - ")[0][:80]
-            records.append(Record(error=f"line {number + offset + 1} is not a record ({reason})"))
+            records.append(Record(error=f"line {number} is not a record ({reason})"))
+        except RecursionError:
+            records.append(Record(error=f"line {number} is not a record (nested too deep)"))
     return records
 
 
@@ -259,7 +274,11 @@ def _bridge_page(requests: Any, endpoint: str, url: str, headers: dict, after: s
             for line in response.iter_lines(chunk_size=256 * 1024):
                 if not line:
                     continue
-                record = line_decoder.decode(line)
+                try:
+                    record = line_decoder.decode(line)
+                except RecursionError:  # one session's data, nested too deep: that one fails
+                    record = Record(error="a record of the stream is not readable (nested too "
+                                          "deep)")
                 if record.end:
                     trailer = record
                     continue
