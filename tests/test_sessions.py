@@ -360,3 +360,123 @@ def test_the_package_names_resolve_and_an_app_loads_no_export_code():
         capture_output=True, text=True, check=True).stdout.split()
     assert not {"migrate.sessions.export", "migrate.sessions.verify",
                 "migrate.sessions.plan", "migrate.sessions.target"} & set(loaded), loaded
+
+
+# --- verify reads Redis as Flask-Session does, not with the exporter's own mapping ---------------
+
+
+def _mutated_export(monkeypatch, change_record=None, change_item=None) -> None:
+    """A bug in the export's mapping (Plan, which export uses for every record): a mutant."""
+    from migrate.sessions.plan import Plan
+
+    item, items = Plan.item, Plan.items
+    changed: set[int] = set()  # items() calls item(): change each Item once
+
+    def change(it) -> None:
+        if change_item and id(it) not in changed:
+            changed.add(id(it))
+            change_item(it)
+
+    def mutant_item(self, record, source, now):
+        found = item(self, change_record(record) if change_record else record, source, now)
+        if found is not None:
+            change(found[0])
+        return found
+
+    def mutant_items(self, block, source, now):
+        block = [change_record(r) for r in block] if change_record else block
+        out = items(self, block, source, now)
+        for it in out:
+            change(it)
+        return out
+
+    monkeypatch.setattr(Plan, "item", mutant_item)
+    monkeypatch.setattr(Plan, "items", mutant_items)
+
+
+def _without_permanent(record):
+    if record.data is not None:
+        return msgspec.structs.replace(record, data={k: v for k, v in record.data.items()
+                                                     if k != "_permanent"})
+    if record.pickle is not None:
+        data = restricted_loads(record.pickle)
+        data.pop("_permanent", None)
+        return msgspec.structs.replace(record, pickle=pickle.dumps(data))
+    return record
+
+
+def _verify_dump(tmp_path: Path) -> Path:
+    now = time.time()
+    return write_dump(tmp_path / "dump.ndjson", [
+        {"sid": "plain-sid", "expires": now + HOUR, "data": {"_permanent": True, "user_id": 4}},
+        {"sid": "pickled-sid", "expires": now + HOUR,
+         "pickle": pickle.dumps({"_permanent": True, "user_id": 5, "when": dt.date(2024, 2, 3)})},
+    ])
+
+
+def test_verify_fails_a_session_exported_without_permanent(tmp_path, fresh_redis, monkeypatch):
+    dump = _verify_dump(tmp_path)
+    _mutated_export(monkeypatch, change_record=_without_permanent)
+    assert export_sessions([str(dump)], fresh_redis.url).written == 2
+    client = flask_session_app(fresh_redis.url, SESSION_REFRESH_EACH_REQUEST=False).test_client()
+    client.set_cookie("session", "plain-sid")
+    assert client.get("/whoami").get_json()["permanent"] is False  # the bug a user would see
+    result = verify_sessions([str(dump)], fresh_redis.url)
+    assert not result.ok and result.matching == 0
+    assert [d.problem for d in result.differences] == ["data differs (_permanent lost)"] * 2
+
+
+def test_verify_fails_a_hundredfold_ttl_on_the_plain_json_dump_path(tmp_path, fresh_redis,
+                                                                    monkeypatch):
+    dump = _verify_dump(tmp_path)
+    assert export_sessions([str(dump)], fresh_redis.url).written == 2
+    # What test_sessions.py did not check: the plain JSON session's TTL, as exported.
+    assert HOUR - 10 < fresh_redis.client.ttl("session:plain-sid") <= HOUR
+    assert verify_sessions([str(dump)], fresh_redis.url).ok
+    fresh_redis.client.flushall()
+
+    def hundredfold(item):
+        item.ttl_ms *= 100
+
+    _mutated_export(monkeypatch, change_item=hundredfold)
+    export_sessions([str(dump)], fresh_redis.url)
+    assert 100 * HOUR - 10 < fresh_redis.client.ttl("session:plain-sid")
+    result = verify_sessions([str(dump)], fresh_redis.url)
+    assert not result.ok and result.matching == 0
+    for difference in result.differences:
+        assert 100 * HOUR - 100 < int(difference.problem.split()[1]) <= 100 * HOUR
+        assert difference.problem.endswith(" s, expected 3600 s ± 60")
+
+
+def test_verify_reads_what_flask_session_reads(tmp_path, fresh_redis):
+    dump = _verify_dump(tmp_path)
+    export_sessions([str(dump)], fresh_redis.url)
+    # Flask-Session falls back to its other decoder: a JSON value is read by a msgpack app.
+    fresh_redis.client.set("session:plain-sid", b'{"_permanent": true, "user_id": 4}', ex=HOUR)
+    client = flask_session_app(fresh_redis.url, SESSION_REFRESH_EACH_REQUEST=False).test_client()
+    client.set_cookie("session", "plain-sid")
+    assert client.get("/whoami").get_json()["data"] == {"_permanent": True, "user_id": 4}
+    assert verify_sessions([str(dump)], fresh_redis.url).ok
+    # A value neither of its decoders reads is a difference (its last resort, pickle, is not
+    # tried: verify never unpickles what Redis holds).
+    fresh_redis.client.set("session:pickled-sid", b"\x80\x04garbage", ex=HOUR)
+    result = verify_sessions([str(dump)], fresh_redis.url)
+    assert [d.problem for d in result.differences] == [
+        "unreadable by Flask-Session's msgpack serializer"]
+    # The same data under a dropped _permanent, written straight into Redis.
+    fresh_redis.client.set("session:plain-sid", msgspec.msgpack.encode({"user_id": 4}), ex=HOUR)
+    problems = sorted(d.problem for d in verify_sessions([str(dump)], fresh_redis.url).differences)
+    assert problems == ["data differs (_permanent lost)",
+                        "unreadable by Flask-Session's msgpack serializer"]
+
+
+def test_verify_checks_the_later_copy_of_a_duplicate(tmp_path, fresh_redis):
+    now = time.time()
+    first = write_dump(tmp_path / "a.ndjson", [
+        {"sid": "s1", "expires": now + 100, "data": {"v": "older"}}])
+    second = write_dump(tmp_path / "b.ndjson", [
+        {"sid": "s1", "expires": now + 200, "data": {"v": "newer"}},
+        {"sid": "s1", "expires": now + 150, "data": {"v": "between"}}])
+    export_sessions([str(first), str(second)], fresh_redis.url)
+    result = verify_sessions([str(first), str(second)], fresh_redis.url)
+    assert result.ok and (result.checked, result.matching) == (1, 1), result.differences

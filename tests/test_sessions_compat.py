@@ -134,6 +134,24 @@ def test_flask_session_redis_interface_keeps_any_client_and_reads_through_load()
             assert dict(interface.open_session(app, request)) == {"user_id": 7}
 
 
+@pytest.mark.parametrize("fmt", ["msgpack", "json"])
+def test_flask_session_codecs_are_the_ones_its_serializer_uses(fmt):
+    from flask_session.base import MsgSpecSerializer
+
+    app = Flask("compat")
+    value = {"_permanent": True, "pair": (1, 2)}
+    with relied_on("flask-session", "MsgSpecSerializer (encoder, decoder, alternate_decoder)",
+                   "compat.flask_session_codecs"):
+        encoder, decoders = compat.flask_session_codecs(fmt)
+        theirs = MsgSpecSerializer(app, fmt)
+        stored = theirs.encode(value)
+        assert encoder.encode(value) == stored
+        assert decoders[0].decode(stored) == theirs.decode(stored) == {"_permanent": True,
+                                                                       "pair": [1, 2]}
+        other = (msgspec.json if fmt == "msgpack" else msgspec.msgpack).encode(value)
+        assert decoders[1].decode(other) == theirs.decode(other)  # its fallback decoder
+
+
 # --- cachelib ------------------------------------------------------------------------------------
 
 

@@ -6,7 +6,8 @@ versions: when a dependency changes, that test fails naming the dependency and t
 - redis-py: a connection's socket. ``RedisTarget`` counts one-line replies straight off it;
   ``Connection.read_response`` costs more CPU per reply than the rest of the export together.
 - Flask-Session 0.8: the storage hooks its backends implement (``_retrieve_session_data``,
-  ``_upsert_session``, ``_delete_session``). The bridge wraps the two writes to mirror them; the
+  ``_upsert_session``, ``_delete_session``), and its serializer's codecs (``verify sessions``
+  reads Redis with them). The bridge wraps the two writes to mirror them; the
   after-app's interface replaces the read. Its Redis interface's constructor is skipped: it
   swaps any client but ``redis.Redis`` (a Redis Cluster) for one on localhost.
 - cachelib: the entries of a ``SimpleCache`` (it cannot list them) and a ``FileSystemCache``'s
@@ -90,6 +91,16 @@ def redis_interface_base() -> type:
             return self.serializer.decode(value) if value else None
 
     return FlaskSessionRedis
+
+
+def flask_session_codecs(fmt: str) -> tuple[Any, tuple[Any, ...]]:
+    """(encoder, decoders in the order it tries them) of Flask-Session's ``MsgSpecSerializer``
+    for ``SESSION_SERIALIZATION_FORMAT`` ``fmt``. Its last resort, ``pickle.loads``, is left
+    out: ``verify sessions`` never unpickles what Redis holds, it reports such a value."""
+    from flask_session.base import MsgSpecSerializer
+
+    serializer = MsgSpecSerializer(None, fmt)  # the app is used for its logger only
+    return serializer.encoder, (serializer.decoder, serializer.alternate_decoder)
 
 
 # --- cachelib ------------------------------------------------------------------------------------

@@ -1,18 +1,40 @@
-"""``verify_sessions``: every source session is in Redis, with equal data and a TTL in tolerance.
+"""``verify_sessions``: every source session is in Redis, as Flask-Session will read it, with a TTL
+in tolerance.
 
-Records are mapped by the export's own ``Plan``, so a session is looked for under the very key,
-value and TTL the export writes.
+It shares no mapping code with the export (``plan``, ``session_value``), so a bug there cannot
+hide itself here. From each source record it works out on its own what the after-app must find:
+
+- the key: ``SESSION_KEY_PREFIX + sid``, or the legacy prefix + the file digest;
+- the data: the source session (read by the same bounded pickle reader as the export, since
+  that is how the source is read) encoded and decoded by Flask-Session's own serializer, so
+  its conversions (tuple -> list, datetime -> str) are expected and nothing else;
+- the TTL: the session's remaining lifetime, or ``lifetime`` when it has no expiry;
+
+and reads Redis the way Flask-Session 0.8's ``RedisSessionInterface`` does: GET the key, decode
+it with the format's decoder, then the other one (Flask-Session's fallback; its last resort,
+``pickle.loads``, is never tried here: such a value is reported). The same session in several
+sources is checked once, as the copy that expires last (the one the export keeps).
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from migrate.sessions.export import ExportResult
-from migrate.sessions.plan import Options, Plan
+import msgspec
+
+from migrate.errors import UsageError
+from migrate.sessions import compat
+from migrate.sessions.plan import Options
+from migrate.sessions.record import Record, pickle_failure, restricted_loads, short_id
 from migrate.sessions.sources import open_source
-from migrate.sessions.target import Item, open_target
+from migrate.sessions.target import open_target
+
+_DIGEST = re.compile(r"[0-9a-f]{32}|[0-9a-f]{64}")
+_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 @dataclass
@@ -43,13 +65,36 @@ class VerifyResult:
 
 @dataclass
 class _Expected:
-    """A source session as the export would write it."""
+    """What the after-app must find for one source session."""
 
-    item: Item
-    data: dict  # what Flask-Session should read back
-    ttl: float  # seconds
+    key: bytes
+    data: dict  # what Flask-Session reads back
+    expires: float  # epoch seconds; inf: none
+    ttl: float  # seconds, from when the record was read
+    label: str
     source: str
     legacy: bool  # keyed by file digest: the after-app may have promoted it already
+
+
+class _FlaskSessionCodec:
+    """Flask-Session's serializer for one ``SESSION_SERIALIZATION_FORMAT``."""
+
+    def __init__(self, fmt: str) -> None:
+        try:
+            self.encoder, self.decoders = compat.flask_session_codecs(fmt)
+        except ValueError:
+            raise UsageError(
+                f"serializer {fmt!r} is unknown: use msgpack or json (as the app)") from None
+        self.format = fmt
+
+    def read(self, value: bytes) -> Any:
+        """What Flask-Session's ``decode`` returns, or None when only pickle could read it."""
+        for decoder in self.decoders:
+            try:
+                return decoder.decode(value)
+            except msgspec.DecodeError:
+                continue
+        return None
 
 
 def verify_sessions(
@@ -63,71 +108,131 @@ def verify_sessions(
 ) -> VerifyResult:
     """Compare every source session with its Redis record (data equal, TTL within tolerance)."""
     options = options or Options()
+    codec = _FlaskSessionCodec(options.serializer)
     opened = [open_source(s, token) for s in sources]
     target = open_target(redis_url, cluster)
-    result = VerifyResult([s.label for s in opened], target.label)
-    planned = ExportResult([], "", True, "skip")  # what the export would count; not reported
-    plan = Plan(options, planned)
+    check = _Checker(VerifyResult([s.label for s in opened], target.label), codec, tolerance)
     started = time.monotonic()
     batch: list[_Expected] = []
     try:
         for source in opened:
             for record in source.records():
-                found = plan.item(record, source.label, time.time())
-                if found is None:
-                    if plan.dropped == "expired":
-                        result.expired += 1
-                    elif plan.dropped == "failed":
-                        failure = planned.failures[-1]
-                        result.unreadable += 1
-                        result.differences.append(Difference(
-                            failure.session, source.label, f"cannot be exported: {failure.reason}"
-                        ))
-                    continue
-                item, data = found
-                batch.append(_Expected(item, data, item.ttl_ms / 1000, source.label,
-                                       not record.sid))
+                expected = _expect(record, source.label, options, codec, check)
+                if expected is not None:
+                    batch.append(expected)
                 if len(batch) >= options.batch:
-                    _check(batch, target.read([e.item.key for e in batch]), plan, result,
-                           tolerance)
+                    check.batch(batch, target.read([e.key for e in batch]))
                     batch = []
-            if batch:
-                _check(batch, target.read([e.item.key for e in batch]), plan, result, tolerance)
-                batch = []
+        if batch:
+            check.batch(batch, target.read([e.key for e in batch]))
     finally:
         target.close()
+    result = check.result
+    result.differences = list(check.differences.values())
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
 
-def _check(batch: list[_Expected], replies: list[tuple[bytes | None, int]], plan: Plan,
-           result: VerifyResult, tolerance: float) -> None:
-    """Compare a batch of expected sessions with what Redis holds, counting into ``result``."""
-    for expected, (value, pttl) in zip(batch, replies, strict=True):
-        result.checked += 1
-        if expected.legacy and value == b"":  # the after-app promoted it: the tombstone is left
-            result.promoted += 1
-            continue
-        problem = _problem(expected, value, pttl, plan, tolerance)
-        if problem:
-            result.differences.append(Difference(expected.item.label, expected.source, problem))
-        else:
-            result.matching += 1
-
-
-def _problem(expected: _Expected, value: bytes | None, pttl: int, plan: Plan,
-             tolerance: float) -> str | None:
-    """What is wrong with one session in Redis, or None."""
-    if value is None:
-        return "missing in Redis"
+def _expect(record: Record, source: str, options: Options, codec: _FlaskSessionCodec,
+            check: _Checker) -> _Expected | None:
+    """What Redis must hold for ``record``; None when nothing is to be found (counted)."""
+    ident = record.sid or record.digest
+    if record.error:
+        return check.unreadable(ident, source, record.error)
+    if record.sid:
+        key, legacy = (options.key_prefix + record.sid).encode(), False
+    elif record.digest and _DIGEST.fullmatch(record.digest):
+        key, legacy = (options.legacy_prefix + record.digest).encode(), True
+    else:
+        return check.unreadable(ident, source, "record has neither a sid nor a hex digest")
+    now = time.time()
+    expires = record.expires or math.inf
+    if not (expires <= _LATEST or expires == math.inf):
+        return check.unreadable(ident, source, "expiry out of range")
+    if expires <= now:
+        check.result.expired += 1
+        return None
+    data = _source_data(record)
+    if isinstance(data, str):
+        return check.unreadable(ident, source, data)
     try:
-        stored = plan.serializer.decode(value)
-    except Exception:  # noqa: BLE001 - any undecodable value is a difference
-        stored = None
-    if stored != expected.data:
-        return "data differs"
-    got = pttl / 1000 if pttl and pttl > 0 else None
-    if got is None or abs(got - expected.ttl) > tolerance:
-        shown = "no TTL" if got is None else f"{got:.0f} s"
-        return f"TTL {shown}, expected {expected.ttl:.0f} s ± {tolerance:.0f}"
-    return None
+        read = codec.decoders[0].decode(codec.encoder.encode(data))
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.DecodeError) as exc:
+        return check.unreadable(
+            ident, source, f"Flask-Session's {codec.format} serializer cannot store it: {exc}")
+    ttl = options.lifetime if expires == math.inf else expires - now
+    return _Expected(key, read, expires, ttl, short_id(ident), source, legacy)
+
+
+def _source_data(record: Record) -> dict | str:
+    """The session dict a source record holds, or why it has none."""
+    if record.pickle is not None:
+        try:
+            data = restricted_loads(record.pickle)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is this session's
+            return pickle_failure(exc)
+    else:
+        data = record.data
+    if not isinstance(data, dict):
+        return f"not a session dict ({type(data).__name__})"
+    return data
+
+
+class _Checker:
+    """Compares expected sessions with Redis's replies; the later copy of a duplicate wins."""
+
+    def __init__(self, result: VerifyResult, codec: _FlaskSessionCodec, tolerance: float) -> None:
+        self.result, self.codec, self.tolerance = result, codec, tolerance
+        self.expires: dict[bytes, float] = {}  # key -> expiry of the copy checked
+        self.differences: dict[bytes | str, Difference] = {}  # by key: a later copy replaces it
+        self.matching: set[bytes] = set()
+
+    def unreadable(self, ident: str | None, source: str, reason: str) -> None:
+        self.result.unreadable += 1
+        label = short_id(ident)
+        self.differences[f"{source}\0{len(self.differences)}"] = Difference(
+            label, source, f"cannot be exported: {reason}")
+
+    def batch(self, batch: list[_Expected], replies: list[tuple[bytes | None, int]]) -> None:
+        result = self.result
+        for expected, (value, pttl) in zip(batch, replies, strict=True):
+            earlier = self.expires.get(expected.key)
+            if earlier is not None and expected.expires <= earlier:
+                continue  # the copy already checked expires no sooner: the export kept that one
+            if earlier is None:
+                result.checked += 1
+            self.expires[expected.key] = expected.expires
+            self.differences.pop(expected.key, None)
+            self.matching.discard(expected.key)
+            if expected.legacy and value == b"":  # promoted by the after-app: a tombstone left
+                result.promoted += 1
+                continue
+            problem = self.problem(expected, value, pttl)
+            if problem:
+                self.differences[expected.key] = Difference(expected.label, expected.source,
+                                                            problem)
+            else:
+                self.matching.add(expected.key)
+        result.matching = len(self.matching)
+
+    def problem(self, expected: _Expected, value: bytes | None, pttl: int) -> str | None:
+        """What is wrong with one session in Redis, or None."""
+        if value is None:
+            return "missing in Redis"
+        stored = self.codec.read(value)
+        if stored is None:
+            return f"unreadable by Flask-Session's {self.codec.format} serializer"
+        try:
+            differs = stored != expected.data
+        except RecursionError:
+            differs = True
+        if differs:
+            if (isinstance(stored, dict) and "_permanent" in expected.data
+                    and "_permanent" not in stored):
+                return "data differs (_permanent lost)"
+            return "data differs"
+        got = pttl / 1000 if pttl and pttl > 0 else None
+        if got is None or abs(got - expected.ttl) > self.tolerance:
+            shown = "no TTL" if got is None else f"{got:.0f} s"
+            return f"TTL {shown}, expected {expected.ttl:.0f} s ± {self.tolerance:.0f}"
+        return None
