@@ -158,11 +158,24 @@ def test_a_hostile_pickle_is_refused_with_its_reason(name):
     assert time.monotonic() - started < 20  # refused, not worked through
 
 
-@pytest.mark.parametrize("make", [fanned_tuple_key, deep_tuple_key])
-def test_a_tuple_key_that_would_hang_or_crash_the_reader_is_refused(make):
-    # In a child process: before the bound, the first hashes for hours in C (no timeout can
-    # interrupt it) and the second overflows the C stack (a segmentation fault).
-    code = ("import sys, pickle\nfrom migrate.sessions import restricted_loads\n"
+def huge_memo_index(protocol: int) -> bytes:
+    """Six bytes whose memo index makes the C unpickler allocate and zero 32 GiB."""
+    put = b"r\xff\xff\xff\x7f" if protocol else b"p2147483647\n"
+    return (b"\x80\x02" if protocol else b"") + b"}" + put + b"."
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (fanned_tuple_key, b"tuples of more than"),
+    (deep_tuple_key, b"tuples nested deeper"),
+    (lambda: huge_memo_index(2), b"memo index out of range"),
+    (lambda: huge_memo_index(0), b"memo index out of range"),
+], ids=["fanned tuple key", "deep tuple key", "memo index", "memo index, protocol 0"])
+def test_a_pickle_that_would_hang_or_crash_the_reader_is_refused(make, reason):
+    # In a child process with 2 GiB of address space: before the bounds, the first hashes for
+    # hours in C (no timeout can interrupt it), the second overflows the C stack (a
+    # segmentation fault), the last two run out of memory.
+    code = ("import resource, sys, pickle\nfrom migrate.sessions import restricted_loads\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
             "try:\n    restricted_loads(sys.stdin.buffer.read())\n"
             "except pickle.UnpicklingError as exc:\n    print('refused:', exc)\n")
     try:
@@ -171,7 +184,7 @@ def test_a_tuple_key_that_would_hang_or_crash_the_reader_is_refused(make):
     except subprocess.TimeoutExpired:
         pytest.fail("reading the pickle did not end within 60 s")
     assert done.returncode == 0, done.stderr.decode()[-500:]
-    assert done.stdout.startswith(b"refused: tuple"), done.stdout
+    assert done.stdout.startswith(b"refused: " + reason), done.stdout
 
 
 def legitimate_sessions() -> list[dict]:

@@ -214,10 +214,11 @@ def _short_data() -> bytes:
 
 
 # Opcodes that make no tuple, call nothing and read no text: strings, bytes, numbers (LONG1: at
-# most 255 bytes), None, booleans, lists, dicts, sets, frozensets, the memo, marks, frames.
+# most 255 bytes), None, booleans, lists, dicts, sets, frozensets, the memo (LONG_BINPUT below
+# 65536: the C unpickler sizes its memo by the index it is given), marks, frames.
 _PLAIN_RUN = re.compile(
     b"(?>\x8c" + _short_data() + b"\x94?|[" + re.escape(b"\x94\x88\x89N}](uesa012)\x8f\x90\x91dl.")
-    + b"]|[CU\x8a]" + _short_data() + b"|[Khq\x80].|M.{2}|[Jjr].{4}|[G\x95].{8})*+",
+    + b"]|[CU\x8a]" + _short_data() + b"|[Khq\x80].|M.{2}|[Jj].{4}|r..\x00\x00|[G\x95].{8})*+",
     re.DOTALL)
 _LONG_DATA = {ord("X"): 4, ord("B"): 4, ord("T"): 4, 0x8D: 8, 0x8E: 8, 0x96: 8}
 
@@ -234,6 +235,8 @@ def _plain(data: bytes) -> bool:
         if width is None:
             return False
         at += 1 + width + int.from_bytes(data[at + 1:at + 1 + width], "little")
+        if at > end:  # C would first allocate what the length says
+            raise pickle.UnpicklingError("pickle data was truncated")
 
 
 _ONE = (1, 0)  # (values, tuple depth) of anything but a tuple
@@ -312,7 +315,10 @@ def _scan_tuples(data: bytes) -> None:
             elif action == _MARK:
                 marks.append(len(stack))
             elif action == _PUT:
-                memo[_index(data, start, at, form)] = stack[-1]
+                index = _index(data, start, at, form)
+                if index > end:  # the C unpickler would allocate (and zero) a memo that long
+                    raise PickleRefused("memo index out of range (a corrupt pickle)")
+                memo[index] = stack[-1]
             elif action == _GET:
                 push(memo.get(_index(data, start, at, form), _ONE))
             elif action == _DUP:
