@@ -59,7 +59,8 @@ line_decoder = msgspec.json.Decoder(Record)
 
 def short_id(text: str | None) -> str:
     """A short, stable, non-reversible name for a sid or digest: safe to print and log."""
-    return "#" + hashlib.sha256((text or "").encode()).hexdigest()[:10]
+    # surrogatepass: a file name that is not UTF-8 comes as surrogates, and still has a name.
+    return "#" + hashlib.sha256((text or "").encode(errors="surrogatepass")).hexdigest()[:10]
 
 
 def iter_dump_lines(records: Iterable[Record]) -> Iterator[bytes]:
@@ -147,11 +148,11 @@ def session_value(record: Record, serializer: Serializer) -> tuple[bytes, list[s
         if read == data:
             return value, [], read
         return value, changed_kinds(data, read), read
-    except (TypeError, OverflowError, ValueError) as exc:
-        raise Unconvertible(
-            f"Flask-Session's {serializer.format} serializer cannot store it: {exc}"
-        ) from None
     except RecursionError:  # plain JSON may nest deeper than a pickle is allowed to
         raise Unconvertible(
             f"session nested too deep for Flask-Session's {serializer.format} serializer"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - also a half-built value (a UUID without its int)
+        raise Unconvertible(
+            f"Flask-Session's {serializer.format} serializer cannot store it: {exc}"
         ) from None

@@ -68,7 +68,7 @@ Part = tuple[int, int] | None  # (worker, workers): a worker reads only the sess
 def owner(ident: str | None, workers: int) -> int:
     """The worker a session belongs to: one, whichever source and line it comes from, so
     duplicates still meet in one place."""
-    return zlib.crc32((ident or "").encode()) % workers
+    return zlib.crc32((ident or "").encode(errors="surrogatepass")) % workers
 
 
 def open_source(spec: str, token: str | None = None, part: Part = None) -> Source:

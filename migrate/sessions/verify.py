@@ -157,7 +157,7 @@ def _expect(record: Record, source: str, options: Options, codec: _FlaskSessionC
         return check.unreadable(ident, source, data)
     try:
         read = codec.decoders[0].decode(codec.encoder.encode(data))
-    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.DecodeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a type it lacks, a half-built value, too deep
         return check.unreadable(
             ident, source, f"Flask-Session's {codec.format} serializer cannot store it: {exc}")
     ttl = options.lifetime if expires == math.inf else expires - now
