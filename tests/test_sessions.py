@@ -480,3 +480,20 @@ def test_verify_checks_the_later_copy_of_a_duplicate(tmp_path, fresh_redis):
     export_sessions([str(first), str(second)], fresh_redis.url)
     result = verify_sessions([str(first), str(second)], fresh_redis.url)
     assert result.ok and (result.checked, result.matching) == (1, 1), result.differences
+
+
+def test_verify_lists_every_unreadable_line_beside_a_replaced_duplicate(tmp_path, fresh_redis):
+    now = time.time()
+    dump = tmp_path / "dump.ndjson"
+    dump.write_bytes(b"\n".join([
+        b"not json 1",
+        msgspec.json.encode({"sid": "s1", "expires": now + 100, "data": {"v": "older"}}),
+        b"not json 2",
+        msgspec.json.encode({"sid": "s1", "expires": now + 200, "data": {"v": "newer"}}),
+        b"not json 3",
+    ]) + b"\n")
+    export_sessions([str(dump)], fresh_redis.url)
+    result = verify_sessions([str(dump)], fresh_redis.url, options=Options(batch=1))
+    assert (result.checked, result.matching, result.unreadable) == (1, 1, 3)
+    assert sorted(d.problem.split(" (")[0] for d in result.differences) == [
+        f"cannot be exported: line {n} is not a record" for n in (1, 3, 5)]

@@ -189,9 +189,8 @@ class _Checker:
 
     def unreadable(self, ident: str | None, source: str, reason: str) -> None:
         self.result.unreadable += 1
-        label = short_id(ident)
-        self.differences[f"{source}\0{len(self.differences)}"] = Difference(
-            label, source, f"cannot be exported: {reason}")
+        self.differences[f"unreadable {self.result.unreadable}"] = Difference(
+            short_id(ident), source, f"cannot be exported: {reason}")
 
     def batch(self, batch: list[_Expected], replies: list[tuple[bytes | None, int]]) -> None:
         result = self.result
