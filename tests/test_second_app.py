@@ -28,7 +28,7 @@ from migrate.harness.stores import free_port, s3_client
 from migrate.procs import gunicorn_command
 
 APP_DIR = Path(__file__).parent / "apps" / "gallery"
-SECRET = "gallery-secret-0123456789abcdef"
+SECRET = "gallery-secret-key-0123456789abcdef"
 PHOTO = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40  # not a real image; served as is
 # Flask-Session deprecates its filesystem backend; this app is exactly the kind still using it.
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning")

@@ -98,7 +98,7 @@ class Shopper(threading.Thread):
             try:
                 response = self.http.request(method, base + path, allow_redirects=False,
                                              timeout=30, **kwargs)  # type: ignore[arg-type]
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 # A balancer retries an idempotent request on any connection error, others
                 # only when nothing reached the app.
                 if (method == "GET" or _refused(exc)) and time.monotonic() < deadline:
