@@ -399,3 +399,29 @@ class EmbeddedS3:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+def stop_group(process: subprocess.Popen, sig: int, timeout: float) -> None:
+    """Signal a process (and, for SIGKILL, its whole group) by pid; reap it; SIGKILL if slow."""
+    if process.poll() is None:
+        try:
+            if sig == signal.SIGKILL:
+                os.killpg(process.pid, sig)  # its own group: pgid == pid (start_new_session)
+            else:
+                os.kill(process.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+    # Children the leader left (a gunicorn worker after its master's SIGKILL): same group.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    LIVE.discard(process)

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from migrate.embedded import stop_group as _stop_group
 from migrate.errors import ConnectionFailure, UsageError
-from migrate.harness.stores import LIVE, free_port, log_tail, spawn
+from migrate.harness.stores import free_port, log_tail, spawn
 from migrate.procs import gunicorn_command
 
 APPS = {
@@ -26,32 +27,6 @@ APPS = {
     "stateless": "sample_stateless_app:create_app()",
 }
 HEALTH_TIMEOUT = 30.0
-
-def _stop_group(process: subprocess.Popen, sig: int, timeout: float) -> None:
-    """Signal a process (and, for SIGKILL, its whole group) by pid; reap it; SIGKILL if slow."""
-    if process.poll() is None:
-        try:
-            if sig == signal.SIGKILL:
-                os.killpg(process.pid, sig)  # its own group: pgid == pid (start_new_session)
-            else:
-                os.kill(process.pid, sig)
-        except ProcessLookupError:
-            pass
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-    # Children the leader left (a gunicorn worker after its master's SIGKILL): same group.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    LIVE.discard(process)
-
 
 def _read_from(path: Path, offset: int) -> bytes:
     try:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from migrate.embedded import LIVE, free_port, log_tail, spawn
+from migrate.embedded import free_port, log_tail, spawn
+from migrate.embedded import stop_group as _stop_group
 from migrate.errors import ConnectionFailure, UsageError
 from migrate.procs import gunicorn_command
 
@@ -360,31 +361,3 @@ def _read_from(path: Path, offset: int) -> bytes:
             return handle.read()
     except OSError:
         return b""
-
-
-def _stop_group(process: subprocess.Popen | None, sig: int, timeout: float) -> None:
-    """Signal a process by pid (SIGKILL: its whole group), reap it, then its group's leftovers."""
-    if process is None:
-        return
-    if process.poll() is None:
-        try:
-            if sig == signal.SIGKILL:
-                os.killpg(process.pid, sig)  # own session: pgid == pid
-            else:
-                os.kill(process.pid, sig)
-        except ProcessLookupError:
-            pass
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-    # A gunicorn worker its master left behind (after a SIGKILL) is in the same group.
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    LIVE.discard(process)
