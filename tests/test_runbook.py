@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from migrate import redact
 from migrate.cli import cli
 from migrate.harness.stores import free_port
 from migrate.runbook import journal
@@ -105,7 +107,10 @@ def test_switch_config_runs_drive_preflight_and_switch(project: Path, store_set,
     assert book.next_step == "bridge-on"
     assert book.next_command == "migrate steps done bridge-on"
     switch = next(x for x in book.steps if x.name == "switch-config")
-    assert switch.command == "migrate " + " ".join(args)  # the user's own arguments
+    # The user's own arguments, with the Redis password masked as the journal keeps it.
+    shown = [shlex.quote(redact.url(a)) if a == s.redis_url else a for a in args]
+    assert switch.command == "migrate " + " ".join(shown)
+    assert ":***@" in switch.command or "@" not in s.redis_url
     assert run(*args).exit_code == 0
     assert states(project)["switch-config"] == "done"
     assert run("switch-config", str(env), "--rollback").exit_code == 0
