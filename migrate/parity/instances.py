@@ -184,7 +184,8 @@ class Instances:
                 except ProcessLookupError:
                     pass
         for process in [inst.process for inst in self._instances] + self._workers:
-            _stop_group(process, signal.SIGTERM, 10)
+            if process is not None:  # an instance after a failed start never spawned
+                _stop_group(process, signal.SIGTERM, 10)
         if self.stores is not None:
             self.stores.stop()
 
