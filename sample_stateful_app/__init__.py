@@ -8,7 +8,7 @@ from cachelib import SimpleCache
 from flask import Flask
 from flask_session import Session
 
-from . import auth, db, errors, health, shop, uploads
+from . import api, auth, db, errors, events, health, limits, shop, uploads
 from .config import check_required, load_config
 
 
@@ -41,6 +41,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(shop.bp)
     app.register_blueprint(uploads.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(events.bp)
+    limits.init_app(app)
     errors.init_app(app)
     app.before_request(auth.check_csrf)  # last: after errors' own checks
     return app

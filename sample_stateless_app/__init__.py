@@ -7,7 +7,7 @@ from flask.sessions import SessionMixin
 
 from migrate.sessions.interface import RedisSessionInterface
 
-from . import auth, db, errors, health, shop, stores, uploads
+from . import api, auth, db, errors, events, health, limits, shop, stores, uploads
 from .config import check_required, load_config
 
 
@@ -37,6 +37,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(shop.bp)
     app.register_blueprint(uploads.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(events.bp)
+    limits.init_app(app)
     errors.init_app(app)
     app.before_request(auth.check_csrf)  # last: after errors' own checks
     return app
