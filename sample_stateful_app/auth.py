@@ -66,6 +66,9 @@ def check_csrf() -> None:
         return
     if request.blueprint == "uploads":
         return  # the JSON API: a cross-site form cannot send JSON (uploads.json_body)
+    if (request.blueprint == "api" and config["SESSION_COOKIE_NAME"] not in request.cookies
+            and ("Authorization" in request.headers or request.is_json)):
+        return  # the token API reads no cookie: a forged request carries nothing to abuse
     # Browsers send Origin with every POST (and Sec-Fetch-Site): such a request must carry
     # the token that only this site's own pages show. A script sends neither header and holds
     # no victim's cookie, so only CSRF_STRICT asks it for the token too. (A browser too old
