@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -166,6 +167,7 @@ class Instances:
     def kill(self, i: int) -> None:
         """SIGKILL instance ``i`` and its worker (its process group) and reap it: a crash."""
         _stop_group(self._instances[i].process, signal.SIGKILL, 10)
+        _wait_port_closed(self._instances[i].port)
 
     def restart(self, i: int) -> InstanceInfo:
         """Start instance ``i`` again on its port (stopping it first if it runs); wait ready."""
@@ -326,6 +328,18 @@ def _split(command: str, option: str) -> list[str]:
     if not parts:
         raise UsageError(f"{option} is empty: give a command")
     return parts
+
+
+def _wait_port_closed(port: int, timeout: float = 5.0) -> None:
+    """Until nothing listens on ``port``: a killed worker still holding the socket for a few ms
+    would accept the next request and reset it, where a crashed host refuses it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.02)
 
 
 def _answers(port: int, path: str) -> bool:
