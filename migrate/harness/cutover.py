@@ -187,6 +187,9 @@ class _Migration:
     def __post_init__(self) -> None:
         self.database_url = self.stores.database_url
         self.env_file = self.base / "shop.env"
+        # It holds the secret key: owner-only from the first byte, whatever folder it is in.
+        self.env_file.touch(mode=0o600)
+        self.env_file.chmod(0o600)  # (a file left by an earlier run keeps its old mode)
         self.env_file.write_text(
             "# The shop's configuration (the before-app's)\n"
             f"SECRET_KEY={secrets.token_hex(32)}\n"
