@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "CSRF_STRICT": False,
     "MAX_CONTENT_LENGTH": 6 * 1024 * 1024,  # one 5 MiB chunk plus headers
     "AVATAR_MAX_BYTES": 1024 * 1024,
+    # How long an API client stays logged in without sending its password again (api.py).
+    "API_TOKEN_LIFETIME": 7 * 24 * 3600,
     "INSTANCE_NAME": None,
     "MIGRATE_BRIDGE_TOKEN": None,
     "MIGRATE_BRIDGE_REDIS_URL": None,
@@ -36,7 +38,8 @@ SECRET_HELP = ("set one shared random value in the environment or .env "
 DEV_SECRETS = {"dev", "development", "secret", "changeme", "change-me", "secret-key",
                "secret_key", "your-secret-key", "super-secret", "supersecret"}
 MIN_SECRET_LENGTH = 32
-INTS = {"PERMANENT_SESSION_LIFETIME", "MAX_CONTENT_LENGTH", "AVATAR_MAX_BYTES"}
+INTS = {"PERMANENT_SESSION_LIFETIME", "MAX_CONTENT_LENGTH", "AVATAR_MAX_BYTES",
+        "API_TOKEN_LIFETIME", "API_ACCESS_LIFETIME"}
 
 
 def load_config(instance_path: str) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import re
 from typing import Any
 
 from dotenv import dotenv_values
@@ -26,6 +29,14 @@ DEFAULTS: dict[str, Any] = {
     "CSRF_STRICT": False,
     "MAX_CONTENT_LENGTH": 6 * 1024 * 1024,  # one 5 MiB chunk plus headers
     "AVATAR_MAX_BYTES": 1024 * 1024,
+    # How long an API client stays logged in without sending its password again (api.py).
+    "API_TOKEN_LIFETIME": 7 * 24 * 3600,
+    # A signed access token is never looked up, so it must be short-lived (tokens.py).
+    "API_ACCESS_LIFETIME": 15 * 60,
+    # The keys that sign API tokens, "kid:key,kid:key"; None: one derived from SECRET_KEY.
+    # Rotate by listing a new key first: tokens signed by the others verify while listed.
+    "JWT_KEYS": None,
+    "JWT_SIGNING_KID": None,  # None: the first of JWT_KEYS
     "INSTANCE_NAME": None,
 }
 SECRET_HELP = ("set one shared random value in the environment or .env "
@@ -38,7 +49,8 @@ REQUIRED = {
 DEV_SECRETS = {"dev", "development", "secret", "changeme", "change-me", "secret-key",
                "secret_key", "your-secret-key", "super-secret", "supersecret"}
 MIN_SECRET_LENGTH = 32
-INTS = {"PERMANENT_SESSION_LIFETIME", "MAX_CONTENT_LENGTH", "AVATAR_MAX_BYTES"}
+INTS = {"PERMANENT_SESSION_LIFETIME", "MAX_CONTENT_LENGTH", "AVATAR_MAX_BYTES",
+        "API_TOKEN_LIFETIME", "API_ACCESS_LIFETIME"}
 
 
 def load_config() -> dict[str, Any]:
@@ -63,6 +75,39 @@ def check_required(config: dict[str, Any]) -> None:
     if weak:
         # Anyone who guesses the key signs a session cookie of their choosing: refuse to start.
         raise RuntimeError(f"SECRET_KEY {weak}: {SECRET_HELP}")
+    jwt_keys(config)  # the same for the keys that sign API tokens
+
+
+KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def jwt_keys(config: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """({kid: key}, the kid that signs) from JWT_KEYS and JWT_SIGNING_KID; a RuntimeError that
+    names the kid, never the key, for a weak key or a signing kid that is not listed."""
+    given = config.get("JWT_KEYS")
+    if not given:
+        # As strong as SECRET_KEY (checked above), and not SECRET_KEY itself.
+        derived = hmac.new(config["SECRET_KEY"].encode(), b"api-tokens", hashlib.sha256)
+        return {"secret-key": derived.hexdigest()}, "secret-key"
+    if isinstance(given, str):
+        pairs = [item.strip().partition(":") for item in given.split(",") if item.strip()]
+        given = {kid.strip(): key.strip() for kid, _, key in pairs}
+    keys = dict(given)
+    if not keys:
+        raise RuntimeError("JWT_KEYS lists no key: write it as kid:key,kid:key, or leave it "
+                           "unset to derive one from SECRET_KEY")
+    for kid, key in keys.items():
+        if not KID.fullmatch(kid):
+            raise RuntimeError(f"JWT_KEYS: kid {kid[:64]!r} is not 1-64 letters, digits or ._-: "
+                               "write JWT_KEYS as kid:key,kid:key")
+        weak = weak_secret_key(key or "")
+        if weak:
+            raise RuntimeError(f"JWT_KEYS: the key of kid {kid!r} {weak}: {SECRET_HELP}")
+    signing = config.get("JWT_SIGNING_KID") or next(iter(keys), "")
+    if signing not in keys:
+        raise RuntimeError(f"JWT_SIGNING_KID {signing[:64]!r} is not one of the kids in "
+                           "JWT_KEYS: list its key there, or leave JWT_SIGNING_KID unset")
+    return keys, signing
 
 
 def weak_secret_key(key: str) -> str | None:
