@@ -100,7 +100,7 @@ def export_sessions_command(
                                  options=options, dry_run=dry_run, on_progress=on_progress,
                                  jobs=jobs)
     record_summary(sessions_read=result.read, written=result.written, skipped=result.skipped,
-             failed=result.failed)
+             failed=result.failed, api_tokens_written=result.tokens_written)
     if as_json:
         data = dataclasses.asdict(result)
         data.update(ok=result.ok, rate=round(result.rate, 1))
@@ -177,6 +177,10 @@ def _render_export(result: Any, dry_run: bool) -> None:
     if result.duplicates:
         console.print(f"{result.duplicates} sessions came from two sources: "
                       "the later-expiring copy was kept")
+    if result.tokens_read:
+        console.print(f"API tokens (hashed): {result.tokens_written:,} written, "
+                      f"{result.tokens_skipped:,} already in Redis, {result.tokens_failed:,} "
+                      f"failed, of {result.tokens_read:,} read", highlight=False)
     _print_failures([(f.session, f.source, f.reason) for f in result.failures])
     verb = "would write" if dry_run else "wrote"
     console.print(f"{'[bold green]' if result.ok else '[bold red]'}{verb} "

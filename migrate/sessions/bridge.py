@@ -22,7 +22,15 @@ Sessions in a store other than cachelib's SimpleCache/FileSystemCache: pass ``so
 object with ``iter_sessions()`` yielding ``migrate.sessions.record.Record`` (sid, expires, and
 data as a JSON-able dict or pickle bytes); see ``SessionSource``.
 
-The after-app's side is ``migrate.sessions.interface``.
+API tokens: an app that gives API clients opaque bearer tokens from its own memory hands
+the bridge a callable yielding the live ones, ``(token, user id, expires at)``: as
+``MigrationBridge(tokens=...)`` or, from anywhere during start-up, as
+``app.extensions["migrate_tokens"]``. ``GET /_migrate/tokens`` (same token) streams them
+hashed (sha256, never the token itself) for ``migrate export-sessions``, and with a Redis URL
+the app calls ``token_saved`` / ``token_revoked`` on ``app.extensions["migrate_bridge"]`` as it
+issues and revokes them. ``migrate.sessions.tokens`` documents the Redis layout.
+
+The after-app's side is ``migrate.sessions.interface`` (and ``migrate.sessions.tokens``).
 """
 
 from __future__ import annotations
@@ -40,9 +48,9 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import msgspec
-from flask import Blueprint, Flask, Response, abort, request, stream_with_context
+from flask import Blueprint, Flask, Response, abort, current_app, request, stream_with_context
 
-from migrate.sessions import compat
+from migrate.sessions import compat, tokens
 from migrate.sessions.record import DEFAULT_PREFIX, Record, Serializer, iter_dump_lines, short_id
 from migrate.sessions.sources import directory_records
 
@@ -110,6 +118,8 @@ class MirrorStats:
     deleted: int = 0
     unconvertible: int = 0  # the new app could not store these either: removed from Redis
     errors: int = 0  # Redis missed these changes: run export-sessions again afterwards
+    tokens_mirrored: int = 0  # API tokens written to Redis as they were issued
+    tokens_revoked: int = 0  # API tokens marked revoked in Redis as they were revoked
 
 
 class MigrationBridge:
@@ -127,6 +137,7 @@ class MigrationBridge:
         serializer: str = "msgpack",
         url_prefix: str = "/_migrate",
         page_seconds: float = 10.0,
+        tokens: tokens.LiveTokens | None = None,
     ) -> None:
         self.token = token
         self.redis_url = redis_url
@@ -136,6 +147,7 @@ class MigrationBridge:
         self.serializer = Serializer(serializer)
         self.url_prefix = url_prefix
         self.page_seconds = page_seconds
+        self.live_tokens = tokens
         self.stats = MirrorStats()
         self._lock = threading.Lock()
         if app is not None:
@@ -200,7 +212,31 @@ class MigrationBridge:
             return Response(stream_with_context(lines), mimetype="application/x-ndjson",
                             headers={"Cache-Control": "no-store"})
 
+        @bp.get("/tokens")
+        def api_tokens() -> Response:
+            live = self.live_tokens or current_app.extensions.get("migrate_tokens")
+            records = tokens.stream_lines(live() if live else (), time.time())
+            lines = (json.dumps(record).encode() + b"\n" for record in records)
+            return Response(stream_with_context(lines), mimetype="application/x-ndjson",
+                            headers={"Cache-Control": "no-store"})
+
         return bp
+
+    # --- API tokens: the app calls these as it issues and revokes them ----------------------
+
+    def token_saved(self, token: str, user_id: Any, expires: float) -> None:
+        """Mirror a token just issued, so a client that got it after the export is not lost."""
+        if self.redis is not None and self._redis_call(
+                lambda: tokens.save(self.redis, token, user_id, expires, time.time()), token,
+                "API token"):
+            self._count("tokens_mirrored")
+
+    def token_revoked(self, token: str, expires: float) -> None:
+        """Mirror a revocation (logout): the after-app refuses the token from now on."""
+        if self.redis is not None and self._redis_call(
+                lambda: tokens.save_revoked(self.redis, token, expires, time.time()), token,
+                "API token"):
+            self._count("tokens_revoked")
 
     def _pages(self, pager: Any, after: str | None) -> Iterator[bytes]:
         # A response lasts at most page_seconds: a sync worker's timeout (gunicorn: 30 s)
@@ -261,7 +297,7 @@ class MigrationBridge:
         with self._lock:
             setattr(self.stats, name, getattr(self.stats, name) + 1)
 
-    def _redis_call(self, call: Callable[[], Any], sid: str | None) -> bool:
+    def _redis_call(self, call: Callable[[], Any], sid: str | None, what: str = "session") -> bool:
         # The stateful app keeps serving while Redis is away: its own store is still the truth,
         # and `migrate export-sessions` run afterwards copies what the mirror missed.
         try:
@@ -269,6 +305,6 @@ class MigrationBridge:
             return True
         except Exception as exc:  # noqa: BLE001 - never fail the user's request over the mirror
             self._count("errors")
-            log.warning("session %s not mirrored to Redis (%s)", short_id(sid),
+            log.warning("%s %s not mirrored to Redis (%s)", what, short_id(sid),
                         type(exc).__name__)
             return False

@@ -44,10 +44,15 @@ class ExportResult:
     converted_kinds: dict[str, int] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    # The API tokens of bridge sources (migrate.sessions.tokens), counted apart from sessions.
+    tokens_read: int = 0
+    tokens_written: int = 0
+    tokens_skipped: int = 0  # already in Redis (the bridge's mirror or a previous run)
+    tokens_failed: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        return self.failed == 0 and self.tokens_failed == 0
 
     @property
     def rate(self) -> float:
@@ -88,7 +93,34 @@ def export_sessions(
     if jobs > 1 and all(s.kind != "bridge" for s in opened):
         return _export_in_parallel(sources, redis_url, cluster, options, dry_run, on_progress,
                                    jobs)
-    return _export(opened, open_target(redis_url, cluster), options, dry_run, on_progress)
+    result = _export(opened, open_target(redis_url, cluster), options, dry_run, on_progress)
+    bridges = [(spec, s.label) for spec, s in zip(sources, opened, strict=True)
+               if s.kind == "bridge"]
+    if bridges:
+        _export_tokens(bridges, open_target(redis_url, cluster), token, dry_run, result)
+    return result
+
+
+def _export_tokens(bridges: list[tuple[str, str]], target: Target, token: str | None,
+                   dry_run: bool, result: ExportResult) -> None:
+    """The bridges' live API tokens (hashed) next to the sessions, so no API client is
+    logged out either (``migrate.sessions.tokens``)."""
+    from migrate.sessions.tokens import bridge_tokens, export_tokens
+
+    def records():
+        for spec, label in bridges:
+            for record in bridge_tokens(spec, token):
+                yield label, record
+
+    try:
+        done = export_tokens(records(), target.client, dry_run=dry_run)
+    finally:
+        target.close()
+    result.tokens_read += done.read
+    result.tokens_written += done.written
+    result.tokens_skipped += done.skipped
+    result.tokens_failed += len(done.failures)
+    result.failures += [Failure(source, "API token", reason) for source, reason in done.failures]
 
 
 def auto_jobs(sources: list[Source]) -> int:
