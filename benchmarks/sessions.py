@@ -8,7 +8,10 @@ One run, one redis-server (started here on 127.0.0.1, a free port, its own folde
     first 10,000 dump lines; its rate does not depend on the count);
   - `redis-benchmark -t set -P 64 -d 1024`: what the server itself takes, pipelined.
 
-Every rate is the best of three runs. Usage: .venv/bin/python benchmarks/sessions.py
+Every rate is the best of three runs. Then the dump export runs once more in this process under
+cProfile, and the top of the profile says where its time goes (``--no-profile`` skips it).
+
+Usage: .venv/bin/python benchmarks/sessions.py [--sessions 100000] [--no-profile]
 """
 
 from __future__ import annotations
@@ -170,10 +173,35 @@ def redis_benchmark_rate(server: RedisServer) -> float | None:
     return float(found[-1]) if found else None
 
 
+def profile_dump(dump: Path, server: RedisServer, top: int = 12) -> None:
+    """The dump export in this process under cProfile: the functions it spends its time in."""
+    import cProfile
+    import io
+    import pstats
+
+    from migrate.sessions.export import export_sessions
+
+    server.client.flushall()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    result = export_sessions([str(dump)], server.url)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    print(f"\nwhere the dump export's time goes (cProfile, in-process, {result.read:,} sessions, "
+          f"{result.read / result.seconds:,.0f}/s under the profiler; tottime = own time):")
+    lines = out.getvalue().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("ncalls"))
+    for line in lines[start:start + top + 1]:
+        print("  " + line.replace(str(Path.cwd()) + "/", ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--naive", type=int, default=10_000)
+    parser.add_argument("--no-profile", action="store_true", help="Skip the cProfile run.")
     parser.add_argument("--serve-bridge", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bridge:
@@ -234,6 +262,12 @@ def main() -> None:
         dump_rate = max(rows[0][1], rows[1][1])
         verdict = "meets" if dump_rate >= 20 * naive else "MISSES"
         print(f"dump source: {dump_rate / naive:.1f}x the naive loop ({verdict} the 20x target)")
+        if bench:
+            share = dump_rate / bench
+            print(f"dump source: {share:.0%} of redis-benchmark -P 64 "
+                  f"({'meets' if share >= 0.25 else 'MISSES'} the 25% aim)")
+        if not args.no_profile:
+            profile_dump(dump, server)
     finally:
         if bridge is not None:
             os.kill(bridge.pid, signal.SIGTERM)
