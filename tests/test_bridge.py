@@ -222,7 +222,8 @@ def test_the_app_keeps_serving_when_the_mirror_redis_is_down(tmp_path):
     status = client.get("/_migrate/status", headers={"Authorization": f"Bearer {TOKEN}"})
     # Two saves (the login, then the refresh on this request), neither reached Redis.
     assert status.get_json() == {"mirror": True, "mirrored": 0, "deleted": 0,
-                                 "unconvertible": 0, "errors": 2}
+                                 "unconvertible": 0, "errors": 2, "tokens_mirrored": 0,
+                                 "tokens_revoked": 0}
 
 
 @pytest.mark.parametrize("store", ["simple", "filesystem"])
@@ -262,3 +263,111 @@ def test_a_guessable_bridge_token_is_refused_at_start(tmp_path: Path, token: str
     Session(app)
     with pytest.raises(ValueError, match="use at least 16"):
         MigrationBridge(app, token=token)
+
+
+# --- API tokens: no API client is logged out by the migration -------------------------------
+
+
+def api_token(url: str, user: str = "alice", password: str = "wonderland") -> str:
+    response = requests.post(url + "/api/token", json={"username": user, "password": password},
+                             timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["access_token"]
+
+
+def api(url: str, path: str, token: str, method: str = "get", **kwargs) -> requests.Response:
+    return getattr(requests, method)(url + path, headers={"Authorization": f"Bearer {token}"},
+                                     timeout=10, **kwargs)
+
+
+def test_api_clients_keep_working_after_the_migration(start_before, fresh_redis, tmp_path):
+    from migrate.sessions.tokens import digest
+
+    before, _ = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN)
+    alice, bob = api_token(before.url), api_token(before.url, "bob", "builder")
+    assert api(before.url, "/api/logout", bob, "post").status_code == 200
+    assert requests.get(before.url + "/_migrate/tokens").status_code == 401
+    code, out = run("export-sessions", "--from", before.url, "--redis", fresh_redis.url,
+                    "--token", TOKEN, "--json")
+    result = json.loads(out)
+    assert code == 0 and (result["tokens_read"], result["tokens_written"]) == (1, 1), out
+    assert alice not in out and digest(alice) not in out
+    # Redis holds the token's digest, never the token; its TTL is what it had left.
+    keys = [k.decode() for k in fresh_redis.client.keys("api-token:*")]
+    assert keys == [f"api-token:{digest(alice)}"]
+    assert 7 * 24 * 3600 - 60 < fresh_redis.client.ttl(keys[0]) <= 7 * 24 * 3600
+    again = json.loads(run("export-sessions", "--from", before.url, "--redis", fresh_redis.url,
+                           "--token", TOKEN, "--json")[1])
+    assert (again["tokens_written"], again["tokens_skipped"]) == (0, 1)
+
+    after = support.HttpServer(support.after_app(tmp_path, fresh_redis.url))
+    try:
+        me = api(after.url, "/api/me", alice)
+        assert me.status_code == 200 and me.json()["username"] == "alice", me.text
+        assert me.headers["X-Token-Upgrade"] == "POST /api/token/refresh"
+        assert api(after.url, "/api/me", bob).status_code == 401  # logged out stays out
+        pair = requests.post(after.url + "/api/token/refresh", json={"refresh_token": alice},
+                             timeout=10).json()
+        assert 7 * 24 * 3600 - 60 < pair["refresh_expires_in"] <= 7 * 24 * 3600
+        signed = api(after.url, "/api/cart", pair["access_token"], "post", json={"product_id": 2})
+        assert signed.status_code == 200 and "X-Token-Upgrade" not in signed.headers
+        # Logging out with the new token ends the old one too: it was the same login.
+        assert api(after.url, "/api/logout", pair["access_token"], "post").status_code == 200
+        for token in (alice, pair["access_token"]):
+            refused = api(after.url, "/api/me", token)
+            assert refused.status_code == 401 and "revoked" in refused.json()["error"]
+        assert requests.post(after.url + "/api/token/refresh", timeout=10,
+                             json={"refresh_token": pair["refresh_token"]}).status_code == 401
+    finally:
+        after.stop()
+
+
+def test_tokens_issued_or_revoked_in_the_window_reach_redis_at_once(start_before, fresh_redis,
+                                                                    tmp_path):
+    before, _ = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN, MIGRATE_BRIDGE_REDIS_URL=fresh_redis.url)
+    kept, dropped = api_token(before.url), api_token(before.url, "bob", "builder")
+    api(before.url, "/api/logout", dropped, "post")
+    status = requests.get(before.url + "/_migrate/status", timeout=10,
+                          headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert (status["tokens_mirrored"], status["tokens_revoked"]) == (2, 1)
+    after = support.HttpServer(support.after_app(tmp_path, fresh_redis.url))
+    try:  # no export yet: the mirror wrote them
+        assert api(after.url, "/api/me", kept).json()["username"] == "alice"
+        assert "revoked" in api(after.url, "/api/me", dropped).json()["error"]
+    finally:
+        after.stop()
+    code, out = run("export-sessions", "--from", before.url, "--redis", fresh_redis.url,
+                    "--token", TOKEN, "--json")
+    assert code == 0 and json.loads(out)["tokens_skipped"] == 1
+
+
+def test_the_token_stream_is_hashed_and_skips_expired_tokens(tmp_path):
+    from cachelib import SimpleCache
+
+    from migrate.sessions.tokens import digest
+
+    live = [("raw-token-one", 7, time.time() + 60), ("raw-token-old", 8, time.time() - 1)]
+    app = bridge_app(tmp_path, SimpleCache(), tokens=lambda: live)
+    client = app.test_client()
+    assert client.get("/_migrate/tokens").status_code == 401
+    body = client.get("/_migrate/tokens", headers={"Authorization": f"Bearer {TOKEN}"}).data
+    assert b"raw-token" not in body
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert lines[0]["digest"] == digest("raw-token-one") and lines[0]["user_id"] == "7"
+    assert lines[1:] == [{"end": True, "count": 1}]
+
+
+def test_a_bad_token_record_is_reported_and_the_rest_written(fresh_redis):
+    from migrate.sessions.tokens import digest, export_tokens
+
+    good = {"digest": digest("t"), "user_id": "3", "expires": time.time() + 60}
+    records = [("a", {"digest": "nothex", "user_id": "1", "expires": 1e12}),
+               ("a", {"error": "a token record is not JSON"}),
+               ("a", dict(good, user_id=5)), ("a", dict(good, expires="soon")),
+               ("a", dict(good, expires=time.time() - 1)), ("a", good)]
+    result = export_tokens(records, fresh_redis.client)
+    assert (result.read, result.written, result.expired, len(result.failures)) == (6, 1, 1, 4)
+    assert [reason for _, reason in result.failures] == [
+        "a token record without a sha256 digest", "a token record is not JSON",
+        "a token record without a user id", "a token record without an expiry"]
+    assert fresh_redis.client.get(f"api-token:{digest('t')}") == b"3"
