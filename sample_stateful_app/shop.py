@@ -9,7 +9,7 @@ from flask import Blueprint, abort, redirect, render_template, request, session,
 from sqlalchemy import select
 
 from .auth import current_user, login_required
-from .db import Order, OrderItem, Product, get_db
+from .db import Order, OrderItem, Product, get_db, take_stock
 from .mail import queue_confirmation
 
 bp = Blueprint("shop", __name__)
@@ -117,6 +117,7 @@ def checkout():
         abort(400, "Your cart is empty.")
     db = get_db()
     products = {p.id: p for p in db.scalars(select(Product).where(Product.id.in_(items)))}
+    take_stock(db, items)  # all or nothing: a 409 (OutOfStock) when any item is short
     order = Order(
         user_id=current_user().id,
         created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),

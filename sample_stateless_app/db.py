@@ -6,9 +6,10 @@ import datetime as dt
 from pathlib import Path
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, ForeignKey, Integer, String, create_engine, inspect, select
+from sqlalchemy import DateTime, ForeignKey, Integer, String, create_engine, inspect, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from werkzeug.exceptions import Conflict
 from werkzeug.security import generate_password_hash
 
 # The shop's alembic history (a script folder, run by path: no import, so no cycle with it), and
@@ -35,6 +36,7 @@ class Product(Base):
     name: Mapped[str] = mapped_column(String(120))
     description: Mapped[str] = mapped_column(String(500))
     price_cents: Mapped[int] = mapped_column(Integer)
+    stock: Mapped[int] = mapped_column(Integer, server_default="0")  # how many are left
 
 
 class Order(Base):
@@ -64,15 +66,45 @@ class File(Base):
     key: Mapped[str] = mapped_column(String(512))
 
 
-PRODUCTS = [
-    ("Espresso cup", "A thick-walled cup that keeps a double warm.", 1200),
-    ("Pour-over kettle", "Gooseneck spout, 1 litre.", 4500),
-    ("Hand grinder", "Ceramic burrs, 30 settings.", 6900),
-    ("Filter papers", "Pack of 100, unbleached.", 600),
-    ("Bean tin", "Airtight, holds 250 g.", 1800),
-    ("Barista apron", "Waxed canvas with leather straps.", 3900),
+PRODUCTS = [  # name, description, price in cents, stock
+    ("Espresso cup", "A thick-walled cup that keeps a double warm.", 1200, 500),
+    ("Pour-over kettle", "Gooseneck spout, 1 litre.", 4500, 500),
+    ("Hand grinder", "Ceramic burrs, 30 settings.", 6900, 50),
+    ("Filter papers", "Pack of 100, unbleached.", 600, 1000),
+    ("Bean tin", "Airtight, holds 250 g.", 1800, 200),
+    ("Barista apron", "Waxed canvas with leather straps.", 3900, 3),
 ]
 USERS = [("alice", "wonderland"), ("bob", "builder")]
+
+
+class OutOfStock(Conflict):
+    """An order asks for more of a product than is left: it is refused whole (409)."""
+
+    def __init__(self, product: Product, wanted: int, left: int) -> None:
+        # For a client that asked for JSON: which product, how many asked, how many left.
+        self.details = {"product_id": product.id, "requested": wanted, "available": max(left, 0)}
+        short = (f"{product.name} is sold out" if left <= 0
+                 else f"only {left} of {product.name} left")
+        super().__init__(f"Not enough stock: {short} and your cart asks for {wanted}; "
+                         "your order was not placed and nothing was charged.")
+
+
+def take_stock(session: Session, items: dict[int, int]) -> None:
+    """Take ``items`` (product id -> quantity) from stock, or raise OutOfStock taking none."""
+    # One conditional UPDATE per product, in the order's transaction: the database checks and
+    # takes at once (UPDATE products SET stock = stock - :q WHERE id = :id AND stock >= :q), so
+    # no instance can sell what another just sold. Product order: no two orders deadlock.
+    for product_id, wanted in sorted(items.items()):
+        taken = session.execute(
+            update(Product)
+            .where(Product.id == product_id, Product.stock >= wanted)
+            .values(stock=Product.stock - wanted)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:
+            session.rollback()  # the products already taken for this order go back
+            product = session.get(Product, product_id, populate_existing=True)
+            raise OutOfStock(product, wanted, product.stock)
 
 
 def make_engine(url: str) -> Engine:
@@ -87,7 +119,8 @@ def seed(engine: Engine) -> None:
         if s.scalar(select(User.id).limit(1)) is None:
             s.add_all(User(username=u, password_hash=generate_password_hash(p)) for u, p in USERS)
         if s.scalar(select(Product.id).limit(1)) is None:
-            s.add_all(Product(name=n, description=d, price_cents=c) for n, d, c in PRODUCTS)
+            s.add_all(Product(name=n, description=d, price_cents=c, stock=k)
+                      for n, d, c, k in PRODUCTS)
 
 
 def upgrade(url: str, revision: str = "head") -> None:

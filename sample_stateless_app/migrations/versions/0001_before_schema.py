@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(120), nullable=False),
         sa.Column("description", sa.String(500), nullable=False),
         sa.Column("price_cents", sa.Integer, nullable=False),
+        sa.Column("stock", sa.Integer, nullable=False, server_default="0"),
     )
     op.create_table(
         "orders",
