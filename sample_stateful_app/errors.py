@@ -8,6 +8,16 @@ import socket
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from . import limits
+
+
+def wants_json() -> bool:
+    """The APIs (uploads, files, /api) answer in JSON, and so does a client that asks for it."""
+    if request.path.startswith(("/uploads", "/files", "/api")):
+        return True
+    html_or_json = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return html_or_json == "application/json"
+
 
 def init_app(app: Flask) -> None:
     """Tag every response with the instance; register the error pages."""
@@ -21,8 +31,13 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def client_error(error: HTTPException):
-        # The upload API speaks JSON; pages get the shop's error page. Both say what to do.
+        # The APIs speak JSON; pages get the shop's error page. Both say what to do.
         message = "That file is too large." if error.code == 413 else error.description
-        if request.path.startswith(("/uploads", "/files")):
-            return {"error": message}, error.code
-        return render_template("error.html", message=message), error.code
+        headers = {}
+        if error.code == 429:  # too many attempts: say when the next one is welcome
+            headers["Retry-After"] = str(getattr(error, "retry_after", None)
+                                         or limits.retry_after())
+        if wants_json():
+            # A 409 for stock also says which product and how many are left.
+            return {"error": message, **getattr(error, "details", {})}, error.code, headers
+        return render_template("error.html", message=message), error.code, headers

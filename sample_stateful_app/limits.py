@@ -1,9 +1,69 @@
-"""The login rate limit (Flask-Limiter)."""
+"""The login rate limit (Flask-Limiter): failed log-ins per client address and user name."""
 
 from __future__ import annotations
 
-from flask import Flask
+import hashlib
+import math
+import os
+import time
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+
+# The default of LOGIN_RATE_LIMIT (Flask-Limiter's notation: "10 per hour", "5/minute").
+LOGIN_RATE_LIMIT = "5 per minute"
 
 
 def init_app(app: Flask) -> None:
     """Attach the limiter to the app (its storage is where the two shops differ)."""
+    # RATELIMIT_ENABLED=false turns it off (a test that fails one user's log-in many times).
+    app.config["RATELIMIT_ENABLED"] = setting(app, "RATELIMIT_ENABLED", True)
+    limiter = Limiter(
+        key_func=client_and_user,
+        app=app,
+        **storage(app),
+        strategy="moving-window",  # no burst of twice the limit across a window's edge
+        key_prefix="login",
+    )
+    # Only a failed attempt counts: a user who logs in again and again is never locked out, a
+    # password guesser is. Once over the limit, even the right password waits.
+    limit = limiter.limit(
+        setting(app, "LOGIN_RATE_LIMIT", LOGIN_RATE_LIMIT),
+        methods=["POST"],
+        exempt_when=lambda: not current_app.config["RATELIMIT_ENABLED"],  # read per request
+        deduct_when=lambda response: response.status_code == 401,
+        error_message=lambda: f"Too many failed log-ins for this user name from your address: "
+                              f"try again in {retry_after()} seconds.",
+    )
+    app.view_functions["auth.login"] = limit(app.view_functions["auth.login"])
+    app.extensions["login_limiter"] = limiter
+
+
+def storage(app: Flask) -> dict:
+    """Where the attempts are counted."""
+    # In this process's memory: N instances allow N times the limit.
+    return {"storage_uri": "memory://"}
+
+
+def client_and_user() -> str:
+    """Whose attempts count together: one client address trying one user name."""
+    # Hashed: a user name of any length makes a key of one size (and is not kept as such).
+    user = hashlib.sha256(request.form.get("username", "").encode()).hexdigest()[:32]
+    return f"{request.remote_addr}/{user}"
+
+
+def retry_after() -> int:
+    """Seconds until this request's client may try again (at least 1)."""
+    limiter = current_app.extensions.get("login_limiter")
+    current = limiter.current_limit if limiter is not None else None
+    if current is None:
+        return 60
+    return max(1, math.ceil(current.reset_at - time.time()))
+
+
+def setting(app: Flask, key: str, default):
+    """``key`` from the app's config, else the environment, else ``default``."""
+    value = app.config.get(key, os.environ.get(key, default))
+    if isinstance(default, bool) and isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return value

@@ -9,10 +9,18 @@ import botocore.exceptions
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from . import stores
+from . import limits, stores
 
 # Set on a request whose session could not be read because Redis was down.
 SESSION_DOWN = "sample_stateless_app.session_store_down"
+
+
+def wants_json() -> bool:
+    """The APIs (uploads, files, /api) answer in JSON, and so does a client that asks for it."""
+    if request.path.startswith(("/uploads", "/files", "/api")):
+        return True
+    html_or_json = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return html_or_json == "application/json"
 
 
 def init_app(app: Flask) -> None:
@@ -27,11 +35,16 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def client_error(error: HTTPException):
-        # The upload API speaks JSON; pages get the shop's error page. Both say what to do.
+        # The APIs speak JSON; pages get the shop's error page. Both say what to do.
         message = "That file is too large." if error.code == 413 else error.description
-        if request.path.startswith(("/uploads", "/files")):
-            return {"error": message}, error.code
-        return render_template("error.html", message=message), error.code
+        headers = {}
+        if error.code == 429:  # too many attempts: say when the next one is welcome
+            headers["Retry-After"] = str(getattr(error, "retry_after", None)
+                                         or limits.retry_after())
+        if wants_json():
+            # A 409 for stock also says which product and how many are left.
+            return {"error": message, **getattr(error, "details", {})}, error.code, headers
+        return render_template("error.html", message=message), error.code, headers
 
     @app.before_request
     def session_store_down():
@@ -52,7 +65,7 @@ def init_app(app: Flask) -> None:
 def store_unavailable(error: Exception | None):
     """A store that is down is a clear 503 that a balancer and a user understand, not a crash."""
     # A plain page: the shop's template reads the session, which may be down too.
-    if request.path.startswith(("/uploads", "/files")):  # the upload API speaks JSON
+    if wants_json():
         response = jsonify(error="The shop's storage is unreachable. Retry shortly.")
         return response, 503, {"Retry-After": "2"}
     page = (
