@@ -9,6 +9,7 @@ from flask import current_app
 from rq import Queue, Retry
 from sqlalchemy.orm import Session
 
+from . import events
 from .db import Order
 from .stores import redis_client
 
@@ -23,6 +24,9 @@ def send_confirmation(order_id: int) -> None:
             return  # sent already: sending twice would spam the customer
         log.info("confirmation e-mail sent for order %s", order_id)
         order.confirmation_sent_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        # Before the commit: if publishing fails, so does the job, and its retry sends both
+        # (a live page may hear "confirmed" twice, never not at all).
+        events.publish(order.user_id, order_id, "confirmed")
 
 
 def queue_confirmation(order_id: int) -> None:

@@ -238,8 +238,9 @@ class Cluster:
         folder = self.run_dir / inst.name
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         spec = APPS.get(inst.app, inst.app)
+        # gthread: a live-updates stream holds a thread, the others serve pages meanwhile.
         command = gunicorn_command(spec, f"127.0.0.1:{inst.port}", "--graceful-timeout", "5",
-                                   "--timeout", "60")
+                                   "--timeout", "60", "--worker-class", "gthread", "--threads", "8")
         env = self._child_env(INSTANCE_NAME=inst.name, INSTANCE_PATH=str(folder))
         inst.process = self._popen(command, f"{inst.name}.log", env)
 
