@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
+from . import events
 from .auth import current_user, login_required
 from .db import Order, OrderItem, Product, get_db, take_stock
 from .mail import queue_confirmation
@@ -131,6 +132,7 @@ def checkout():
     )
     db.commit()
     clear_cart()
+    events.publish(order.user_id, order.id, "placed")  # before the job that confirms it
     queue_confirmation(order.id)
     return redirect(url_for("shop.order", order_id=order.id))
 
