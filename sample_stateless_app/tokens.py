@@ -59,8 +59,9 @@ def mint(user_id: int, kind: str, sid: str, login_expires: float, now: float) ->
 
 def pair(user_id: int, sid: str, login_expires: float, now: float) -> dict:
     """What POST /api/token answers: an access token and the refresh token of the login."""
+    access_lifetime = min(current_app.config["API_ACCESS_LIFETIME"], login_expires - now)
     return {"access_token": mint(user_id, "access", sid, login_expires, now),
-            "token_type": "Bearer", "expires_in": current_app.config["API_ACCESS_LIFETIME"],
+            "token_type": "Bearer", "expires_in": int(access_lifetime),
             "refresh_token": mint(user_id, "refresh", sid, login_expires, now),
             "refresh_expires_in": int(login_expires - now)}
 

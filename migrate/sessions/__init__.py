@@ -9,6 +9,7 @@
 - ``verify``     ``verify_sessions`` and its ``VerifyResult``;
 - ``bridge``     the before-app's extension for the migration window (``MigrationBridge``);
 - ``interface``  the after-app's read-through ``RedisSessionInterface``;
+- ``tokens``     API bearer tokens across the migration: hashed in Redis, the denylist layout;
 - ``compat``     the few uses of redis-py, Flask-Session and cachelib internals.
 
 The names below are loaded on first use, so an app importing ``migrate.sessions.interface`` or
