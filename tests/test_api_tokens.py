@@ -291,3 +291,13 @@ def test_after_a_token_works_on_every_instance_and_logout_reaches_them_all(start
     assert_refused(requests.get(second + "/api/me", headers=token, timeout=10), "revoked")
     again = bearer(refreshed.json()["access_token"])
     assert_refused(requests.get(second + "/api/cart", headers=again, timeout=10), "revoked")
+
+
+def test_a_redis_outage_is_a_json_503_not_a_500(after_shop):
+    from tests.test_sessions_support import free_port
+
+    tokens = log_in(after_shop())
+    down = after_shop(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    response = down.get("/api/cart", headers=bearer(tokens["access_token"]))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "2"
+    assert "unreachable" in response.get_json()["error"]
