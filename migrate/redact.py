@@ -21,6 +21,12 @@ _NOT_SECRET_KEY_ENDINGS = ("KEY_PREFIX", "PUBLIC_KEY", "KEY_ID", "KEY_FUNC", "KE
 # ``NAME=value`` (a --set argument, a dotenv assignment): the value is masked by NAME.
 _ASSIGNMENT = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.]*)=(?P<value>.*)$", re.S)
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s'\"]*:)([^\s'\"/]+)@")
+# A secret-looking query parameter of a URL inside free text (a Sentinel URL's
+# ``?sentinel_password=``, redis-py's ``?password=``): masked up to the next ``&``, ``#``,
+# whitespace or quote.
+_QUERY_SECRET = re.compile(
+    r"([?&][A-Za-z0-9_.-]*(?:password|secret|token|key|signature|credential)[A-Za-z0-9_.-]*=)"
+    r"([^&#\s'\"]+)", re.I)
 
 
 def is_secret_key(key: str) -> bool:
@@ -59,8 +65,9 @@ def url(value: str) -> str:
 
 
 def text(value: str) -> str:
-    """Free text (an error message, a dotenv line) with every URL password in it masked."""
-    return _URL_PASSWORD.sub(rf"\1{MASK}@", value)
+    """Free text (an error message, a dotenv line) with every URL password in it masked, in the
+    userinfo (``redis+sentinel://:pw@h1,h2/...`` too) and in secret query parameters."""
+    return _QUERY_SECRET.sub(rf"\1{MASK}", _URL_PASSWORD.sub(rf"\1{MASK}@", value))
 
 
 def value(key: str, raw: str) -> str:

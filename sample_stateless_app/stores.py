@@ -7,9 +7,10 @@ import os
 import boto3
 import botocore.exceptions
 import redis
-import redis.cluster
 from botocore.config import Config
 from flask import Flask, current_app
+
+from migrate import redisurl
 
 # Errors that mean "a shared store is unreachable right now" (a 503, not a bug).
 UNAVAILABLE = (
@@ -23,14 +24,12 @@ UNAVAILABLE = (
 
 def init_app(app: Flask) -> None:
     """Create the clients once per process; every instance points at the same stores."""
-    url = app.config["REDIS_URL"]
-    # A Redis Cluster: a redis+cluster:// URL or REDIS_CLUSTER=1.
-    cluster = url.split("://")[0].endswith("+cluster") or (
-        str(app.config.get("REDIS_CLUSTER", os.environ.get("REDIS_CLUSTER", ""))) in ("1", "true")
-    )
-    client = redis.cluster.RedisCluster if cluster else redis.Redis
-    app.extensions["redis"] = client.from_url(
-        url.replace("+cluster", "", 1), socket_timeout=5, socket_connect_timeout=2
+    # A plain Redis, a Redis Cluster (a redis+cluster:// URL or REDIS_CLUSTER=1) or a Sentinel
+    # set's primary (redis+sentinel://HOST:26379,.../SERVICE: it waits out a failover).
+    cluster = str(app.config.get("REDIS_CLUSTER", os.environ.get("REDIS_CLUSTER", ""))) in (
+        "1", "true")
+    app.extensions["redis"] = redisurl.client(
+        app.config["REDIS_URL"], cluster=cluster, socket_timeout=5, socket_connect_timeout=2
     )
     # A fresh boto3 session per app: boto3.client() reuses the default session, which keeps the
     # first credentials it ever found, even after the environment changes.

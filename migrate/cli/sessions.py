@@ -21,7 +21,8 @@ def _session_options(command):
                      help="A bridge URL (http://HOST:PORT), a FileSystemCache directory or an "
                      "NDJSON dump; repeat for several instances."),
         click.option("--redis", "redis_url", required=True, envvar="MIGRATE_REDIS_URL",
-                     metavar="URL", help="The after-app's Redis (redis+cluster:// for a cluster)."),
+                     metavar="URL", help="The after-app's Redis (redis+cluster:// for a cluster, "
+                     "redis+sentinel://HOST:26379,HOST2:26379/SERVICE for Sentinel)."),
         click.option("--redis-cluster", is_flag=True, help="--redis is a Redis Cluster node."),
         click.option("--token", envvar="MIGRATE_BRIDGE_TOKEN",
                      help="The bridge's bearer token (default: $MIGRATE_BRIDGE_TOKEN)."),
@@ -58,11 +59,17 @@ def _print_failures(rows: list[tuple[str, str, str]], limit: int = 20) -> None:
               help="Processes for dump and directory sources (decoding is CPU-bound); "
               "default: one per CPU, at most 4, for inputs over 16 MiB or 10,000 files.")
 @click.option("--dry-run", is_flag=True, help="Read and convert everything, write nothing.")
+@click.option("--wait-replicas", type=click.IntRange(0, 64), default=0, metavar="N",
+              help="After each batch, WAIT until N replicas have it (a Sentinel set or a "
+              "replicated Redis): a finished export is on N replicas as well.")
+@click.option("--wait-timeout", type=click.IntRange(1, 600_000), default=1000,
+              show_default=True, metavar="MS", help="How long --wait-replicas waits per batch.")
 @click.pass_context
 def export_sessions_command(
     ctx: click.Context, sources: tuple[str, ...], redis_url: str, redis_cluster: bool,
     token: str | None, key_prefix: str, legacy_prefix: str, serializer: str, lifetime: int,
     as_json: bool, on_conflict: str, batch: int, jobs: int | None, dry_run: bool,
+    wait_replicas: int, wait_timeout: int,
 ) -> None:
     """Move live and on-disk sessions into Redis so no user is logged out.
 
@@ -77,11 +84,16 @@ def export_sessions_command(
         migrate export-sessions --from http://127.0.0.1:8001 \\
             --from http://127.0.0.1:8002 --redis redis://127.0.0.1:6379/0
         migrate export-sessions --from /srv/app/flask_session --redis redis://redis:6379/0
+        migrate export-sessions --from dump.ndjson --wait-replicas 1 \\
+            --redis 'redis+sentinel://:PASSWORD@s1:26379,s2:26379,s3:26379/shop/0'
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from migrate import redisurl
     from migrate.sessions import Options, export_sessions
 
+    # Carried in the URL: every export process opens its target from the URL alone.
+    redis_url = redisurl.with_wait(redis_url, wait_replicas, wait_timeout)
     options = Options(key_prefix=key_prefix, legacy_prefix=legacy_prefix, serializer=serializer,
                       lifetime=lifetime, on_conflict=on_conflict, batch=batch)
     progress = Progress(

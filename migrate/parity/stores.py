@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from migrate import redact
+from migrate import redact, redisurl
 from migrate.embedded import REGION, EmbeddedRedis, EmbeddedS3
 from migrate.errors import ConnectionFailure
 
@@ -114,7 +114,7 @@ def _check_redis(url: str) -> None:
     import redis
 
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+        client = redisurl.client(url, socket_connect_timeout=3, socket_timeout=5)
         client.ping()
         client.close()
     except (redis.exceptions.RedisError, OSError, ValueError) as exc:

@@ -1,4 +1,5 @@
-"""The Redis or Redis Cluster that sessions go to: a client for a URL, and batched writes."""
+"""The Redis, Redis Cluster or Sentinel primary that sessions go to: a client for a URL, and
+batched writes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from migrate import redact
+from migrate import redact, redisurl
 from migrate.errors import ConnectionFailure
 from migrate.sessions.compat import socket_of
 from migrate.sessions.record import short_id
@@ -18,23 +19,27 @@ def is_cluster_url(url: str) -> bool:
 
 
 def redis_client(url: str, cluster: bool = False, **options: Any) -> Any:
-    """A redis-py client for ``url``: a ``RedisCluster`` for ``redis+cluster://`` or ``cluster``."""
+    """A redis-py client for ``url`` (a plain Redis, a Redis Cluster for ``redis+cluster://``
+    or ``cluster``, a Sentinel set's primary for ``redis+sentinel://``: see migrate.redisurl).
+
+    A malformed URL is a UsageError; a client that cannot be made, a ConnectionFailure.
+    """
     import redis
-    from redis.cluster import RedisCluster
 
     options.setdefault("socket_connect_timeout", 3)
     options.setdefault("socket_timeout", 30)
-    if is_cluster_url(url):
-        url, cluster = url.replace("+cluster", "", 1), True
+    parsed = redisurl.parse(url, cluster)
     try:
-        if cluster:
-            return RedisCluster.from_url(url, **options)
-        return redis.Redis.from_url(url, **options)
+        return redisurl.client(parsed, **options)
     except (redis.exceptions.RedisError, ValueError, OSError) as exc:
         raise ConnectionFailure(
-            f"cannot reach Redis{' Cluster' if cluster else ''} at {redact.url(url)} "
+            f"cannot reach {_kind(parsed)} at {redact.url(url)} "
             f"({type(exc).__name__}): start it, or fix --redis"
         ) from None
+
+
+def _kind(parsed: redisurl.RedisURL) -> str:
+    return {"cluster": "Redis Cluster", "sentinel": "Redis Sentinel"}.get(parsed.kind, "Redis")
 
 
 class Item(msgspec.Struct, gc=False):
@@ -191,16 +196,68 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 
 def open_target(url: str, cluster: bool = False) -> Target:
-    """Connect (and PING) the Redis or Redis Cluster at ``url``; ConnectionFailure if down."""
+    """Connect (and PING) the Redis, Redis Cluster or Sentinel primary at ``url``;
+    ConnectionFailure if down. ``wait_replicas`` in the URL: see ``WaitingTarget``."""
     import redis
 
+    parsed = redisurl.parse(url, cluster)
     client = redis_client(url, cluster)
-    is_cluster = cluster or is_cluster_url(url)
     try:
         client.ping()
     except (redis.exceptions.RedisError, OSError) as exc:
         raise ConnectionFailure(
-            f"cannot reach Redis{' Cluster' if is_cluster else ''} at {redact.url(url)} "
+            f"cannot reach {_kind(parsed)} at {redact.url(url)} "
             f"({type(exc).__name__}): start it, or fix --redis"
         ) from None
-    return (ClusterTarget if is_cluster else RedisTarget)(client, redact.url(url))
+    if parsed.kind == "cluster":
+        return ClusterTarget(client, redact.url(url))
+    if parsed.wait_replicas:
+        return WaitingTarget(client, redact.url(url), parsed.wait_replicas,
+                             parsed.wait_timeout_ms)
+    return RedisTarget(client, redact.url(url))
+
+
+class WaitingTarget(RedisTarget):
+    """A RedisTarget that sends ``WAIT replicas timeout`` after each batch and refuses to call
+    the batch done until that many replicas have it.
+
+    Replication is asynchronous: a write the primary acknowledged and then lost in a crash,
+    before any replica had it, is gone after the failover. WAIT bounds that: an export that
+    ends without an error has every session on ``replicas`` replicas as well.
+    """
+
+    def __init__(self, client: Any, label: str, replicas: int, timeout_ms: int) -> None:
+        super().__init__(client, label)
+        self.replicas, self.timeout_ms = replicas, timeout_ms
+        args = [b"WAIT", b"%d" % replicas, b"%d" % timeout_ms]
+        self._wait = b"*3\r\n" + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
+
+    def send(self, items: list[Item]) -> None:
+        # Behind the batch on the same connection: WAIT covers every write sent before it.
+        self._connection().send_packed_command([_set_commands(items) + self._wait],
+                                               check_health=False)
+
+    def receive(self, items: list[Item]) -> list[str]:
+        outcomes = super().receive(items)
+        reply = self._line()
+        acked = int(reply[1:]) if reply[:1] == b":" else -1
+        if acked < self.replicas:
+            got = f"{acked}" if acked >= 0 else reply.decode(errors="replace")[:80]
+            raise ConnectionFailure(
+                f"only {got} of {self.replicas} replicas of {self.label} confirmed a batch "
+                f"within {self.timeout_ms} ms (WAIT): check the replicas (INFO replication), "
+                "then re-run; the export is idempotent"
+            )
+        return outcomes
+
+    def _line(self) -> bytes:
+        """The next one-line reply (the WAIT's), from what is buffered or the socket."""
+        sock = socket_of(self._connection())
+        while b"\r\n" not in self._buf:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("connection closed")
+            self._buf += chunk
+        line, _, rest = bytes(self._buf).partition(b"\r\n")
+        self._buf = bytearray(rest)
+        return line
