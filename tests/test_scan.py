@@ -41,7 +41,18 @@ EXPECTED = [
     ("local-file-write", "uploads.py", 'f"{number:05d}.part"), "wb")'),
     ("local-file-write", "uploads.py", "os.makedirs(os.path.dirname(target), exist_ok=True)"),
     ("local-file-write", "uploads.py", 'with open(target, "wb") as out:'),
+    # issue 12: API tokens, the API's carts, live order events, stock, the login rate limit
+    ("token-store", "api.py", "TOKENS.pop(token, None)"),
+    ("token-store", "api.py", "TOKENS[token] = (user_id, now + lifetime)"),
+    ("token-store", "api.py", "_, expires = TOKENS.pop(token, (None, 0.0))"),
+    ("module-state", "api.py", "cart = CARTS.setdefault(user_id, {})"),
+    ("live-updates", "events.py", "_HISTORY.setdefault(user_id, deque(maxlen=HISTORY_SIZE))"),
+    ("live-updates", "events.py", "_SUBSCRIBERS.setdefault(user_id, []).append(self.inbox)"),
+    ("live-updates", "events.py", "_SUBSCRIBERS[self.user_id].remove(self.inbox)"),
+    ("process-lock", "db.py", "with STOCK_LOCK:"),
+    ("limiter-memory", "limits.py", 'return {"storage_uri": "memory://"}'),
 ]
+NEW_RULES = ("token-store", "live-updates", "process-lock", "limiter-memory")
 
 
 def expected_findings() -> list[tuple[str, str, int]]:
@@ -78,6 +89,27 @@ def test_scan_explains_why_and_where(before):
     assert "instance folder" in by_line[("config.py", "sqlite-local")].message
     sessions = by_line[("config.py", "session-local")]
     assert "export-sessions" in sessions.fix and "SESSION_TYPE='redis'" in sessions.fix
+
+
+def test_scan_names_the_new_state_and_its_cure_in_the_stateful_shop(before):
+    """Issue 12: tokens, live events, stock and the rate limit each flagged with their fix."""
+    found = {f.rule: f for f in reversed(before.findings) if f.rule in NEW_RULES}
+    assert set(found) == set(NEW_RULES)
+    assert "TOKENS" in found["token-store"].message and "`token`" in found["token-store"].message
+    assert "PyJWT" in found["token-store"].fix and "denylist" in found["token-store"].fix
+    assert "_SUBSCRIBERS" in found["live-updates"].message \
+        or "_HISTORY" in found["live-updates"].message
+    assert "Streams" in found["live-updates"].fix and "Last-Event-ID" in found["live-updates"].fix
+    lock = found["process-lock"]
+    assert "STOCK_LOCK" in lock.message and "database" in lock.message
+    assert "checkout" in lock.message  # reached from the check-out view in another module
+    assert "conditional UPDATE" in lock.fix
+    assert "memory://" in found["limiter-memory"].message
+    assert "REDIS_URL" in found["limiter-memory"].fix
+    rules = {r["id"]: r for r in sarif_data(before)["runs"][0]["tool"]["driver"]["rules"]}
+    for rule in NEW_RULES:
+        assert rules[rule]["defaultConfiguration"]["level"] == "error"
+        assert rules[rule]["help"]["text"].startswith("Fix: ")
 
 
 def test_scan_finds_nothing_in_the_stateless_shop():
@@ -132,9 +164,10 @@ def test_text_report_groups_by_file(before):
     console = Console(record=True, width=200, color_system=None)
     console.print(text_report(before))
     text = console.export_text()
-    for name in ("__init__.py", "auth.py", "config.py", "mail.py", "shop.py", "uploads.py"):
+    for name in ("__init__.py", "auth.py", "config.py", "mail.py", "shop.py", "uploads.py",
+                 "api.py", "events.py", "db.py", "limits.py"):
         assert text.count(f"\n{name}\n") + text.startswith(f"{name}\n") == 1, name
-    assert "15 state traps (14 errors, 1 warning)" in text
+    assert f"{len(EXPECTED)} state traps ({len(EXPECTED) - 1} errors, 1 warning)" in text
     assert "fix: keep sessions in Redis" in text
 
 

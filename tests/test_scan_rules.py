@@ -819,7 +819,7 @@ def test_socketio_handlers_and_background_tasks(tmp_path):
     assert [(f.rule, f.line, f.severity) for f in result.findings] == [
         ("global-rebind", started, "error"),
         ("background-thread", started, "error"),
-        ("module-state", line_of(tmp_path, "CLIENTS.add"), "error"),
+        ("live-updates", line_of(tmp_path, "CLIENTS.add"), "error"),  # Socket.IO clients
     ]
 
 

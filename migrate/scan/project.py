@@ -51,6 +51,10 @@ class Candidate:
     "instance_classes": ``target`` is a class that must have a module-level object."""
     severity: str = ""
     """Set when this place makes it less severe than the rule (a development config)."""
+    container: tuple[str, str] | None = None
+    """The container a change is made to, ``(module, name)`` (``Cls.attr`` for an object's
+    own): when the project's evidence names a more precise rule for that container (an API
+    token store, a subscriber list), the candidate takes that rule instead."""
 
 
 @dataclass
@@ -74,6 +78,9 @@ class FuncInfo:
     call_attrs: tuple[tuple[str, str], ...] = ()
     """Methods called on what a call returns: ``make().save()``, ``x = make(); x.save()``
     -> ("make", "save")."""
+    db_read: bool = False
+    db_write: bool = False
+    """It reads (``query``, ``fetchone``, ...) / writes (``commit``, ``UPDATE``) the database."""
 
 
 @dataclass
@@ -100,11 +107,30 @@ class ModuleSummary:
     """A class's bases, dotted as written."""
     upload_sets: set[str] = field(default_factory=set)
     """Module-level Flask-Uploads ``UploadSet`` objects (their ``save`` writes local files)."""
+    container_rules: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Evidence about a container (see ``Candidate.container``) -> the rule it calls for."""
+    rules_if_marked: dict[str, set[str]] = field(default_factory=dict)
+    marks: set[tuple[str, str]] = field(default_factory=set)
+    """A rule -> this module's containers that take it when any module marks this one with
+    it (``marks``: (module, rule)), as a message history beside subscribers does."""
+    locks: set[str] = field(default_factory=set)
+    """Module-level (``NAME``) and class-level (``Cls.NAME``) in-process locks."""
+    queues: set[str] = field(default_factory=set)
+    """Module-level in-process queues (``queue.Queue()``, ``asyncio.Queue()``)."""
+    shared_values: set[str] = field(default_factory=set)
+    """Module-level ``multiprocessing.Value`` / ``Array`` objects."""
+    lock_regions: list = field(default_factory=list)
+    """Code held under an in-process lock (``rules.locks.LockRegion``), judged project-wide."""
+    limiters: list[tuple[int, int, str, str]] = field(default_factory=list)
+    """Flask-Limiter objects made without ``storage_uri``: (line, col, scope, context)."""
+    ratelimit_storage: bool = False
+    """RATELIMIT_STORAGE_URI (or _URL) is set here (outside a testing configuration)."""
 
     def finding_lines(self) -> set[int]:
         """Every line a finding may end up on (their source text is kept as the snippet)."""
         lines = {c.line for c in self.candidates} | {t[1] for t in self.session_types}
         lines |= {ref[2] for ref in self.secret_refs}
+        lines |= {r.line for r in self.lock_regions} | {t[0] for t in self.limiters}
         return lines | {f.cached[0] for f in self.functions.values() if f.cached}
 
 
@@ -128,6 +154,16 @@ class Project:
         self.summaries = summaries
         self.modules = {s.module: s for s in summaries}
         self._instance_classes: dict[FuncKey, str] | None = None
+        self._reachable: dict[FuncKey, FuncKey] | None = None
+        self.container_rules: dict[tuple[str, str], str] = {}
+        for summary in summaries:
+            for key, rule in summary.container_rules.items():
+                self.container_rules.setdefault(key, rule)
+        for summary in summaries:
+            for module, rule in summary.marks:
+                other = self.modules.get(module)
+                for name in other.rules_if_marked.get(rule, ()) if other else ():
+                    self.container_rules.setdefault((module, name), rule)
 
     @property
     def instance_classes(self) -> dict[FuncKey, str]:
@@ -280,6 +316,10 @@ class Project:
             found = self.resolve_name(module, qual, name)
             if found is not None:
                 targets.append(found)
+                if found[1] not in self.modules[found[0]].functions:  # a class: its __init__
+                    init = self.method_of(found, "__init__")
+                    if init is not None:
+                        targets.append(init)
         for base, attr in info.attrs:
             found = self.resolve_dotted(module, qual, f"{base}.{attr}")
             if found is not None:
@@ -300,7 +340,13 @@ class Project:
         return targets
 
     def reachable(self) -> dict[FuncKey, FuncKey]:
-        """Every request-reachable function -> the entry point (view or hook) it is reached from."""
+        """Every request-reachable function -> the entry point (view or hook) it is reached from
+        (computed once)."""
+        if self._reachable is None:
+            self._reachable = self._walk_reachable()
+        return self._reachable
+
+    def _walk_reachable(self) -> dict[FuncKey, FuncKey]:
         start = self.entry_points()
         origin: dict[FuncKey, FuncKey] = {key: key for key in start}
         queue = deque(start)
@@ -308,7 +354,7 @@ class Project:
             key = queue.popleft()
             # Functions nested in a reachable function are reachable when referenced; a method
             # when it is called (on self, a class, a module-level object or what a call
-            # returns); constructors are not followed (they rarely hold state).
+            # returns); a class's __init__ when the class is named (made, most often).
             for target in self.callees(key, origin[key] == key):
                 if target not in origin and target[1] in self.modules[target[0]].functions:
                     origin[target] = origin[key]
@@ -349,7 +395,9 @@ def resolve_project(summaries: list[ModuleSummary], rules: Mapping[str, Rule],
     out: list[Resolved] = []
     for summary in summaries:
         for cand in summary.candidates:
-            found = _resolve(project, origin, summary, cand, rules[cand.rule])
+            if cand.container is not None and cand.container in project.container_rules:
+                cand.rule = project.container_rules[cand.container]
+            found = resolve_candidate(project, origin, summary, cand, rules[cand.rule])
             if found is not None:
                 out.append(found)
         for check in per_module:
@@ -357,8 +405,8 @@ def resolve_project(summaries: list[ModuleSummary], rules: Mapping[str, Rule],
     return out
 
 
-def _resolve(project: Project, origin: dict[FuncKey, FuncKey], summary: ModuleSummary,
-             cand: Candidate, rule: Rule) -> Resolved | None:
+def resolve_candidate(project: Project, origin: dict[FuncKey, FuncKey],
+                      summary: ModuleSummary, cand: Candidate, rule: Rule) -> Resolved | None:
     """One candidate's final form, or None when it does not matter where it sits."""
     severity = cand.severity or rule.severity
     message = cand.message

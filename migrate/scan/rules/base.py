@@ -38,13 +38,13 @@ class FuncFrame:
 
     __slots__ = ("info", "locals", "globals", "mutations", "writes", "threads", "joined",
                  "removed", "temps", "files", "thread_vars", "stores", "bound", "returns",
-                 "call_attrs", "random_seen")
+                 "call_attrs", "random_seen", "queue_gets", "lock_uses")
 
     def __init__(self, info: FuncInfo) -> None:
         self.info = info
         self.locals: set[str] = set()
         self.globals: set[str] = set()
-        self.mutations: list[tuple[list[str], int, int, str]] = []
+        self.mutations: list[tuple[list[str], int, int, str, tuple[ast.AST, ...]]] = []
         self.writes: list[tuple[Candidate, set[str]]] = []
         self.threads: list[tuple[Candidate, str | None]] = []
         self.joined: set[str] = set()
@@ -57,6 +57,8 @@ class FuncFrame:
         self.returns: list[ast.AST] = []
         self.call_attrs: list[tuple[str, str]] = []
         self.random_seen = False
+        self.queue_gets: list[Candidate] = []
+        self.lock_uses = False
 
 
 class ClassFrame:
@@ -94,6 +96,10 @@ class WalkerBase:
         """The call whose arguments are being walked, and the name it resolves to."""
         self.files_seen = 0
         """``request.files`` read so far (a value that raises it holds an upload)."""
+        self.frames: list[FuncFrame] = []
+        """The functions being walked, outermost first (a closure's names are in them)."""
+        self.instance_locks: dict[str, set[str]] = {}
+        """A class -> the attributes its methods set to a lock (``self._lock = Lock()``)."""
         self.contexts: list[tuple[str, object]] = []
         """What encloses the code being walked that may make it a testing or development
         configuration (see ``syntax.context_in``); judged only when a trap needs it."""
@@ -118,6 +124,10 @@ class WalkerBase:
 
     def add(self, cand: Candidate) -> None:
         self.s.candidates.append(cand)
+
+    def _container_evidence(self, cand: Candidate, exprs: tuple[ast.AST, ...]) -> None:
+        """What a changed container holds (``rules.containers``)."""
+        raise NotImplementedError
 
     def add_in_context(self, cand: Candidate) -> None:
         """A trap that does not matter in a testing configuration (dropped) and is a note in

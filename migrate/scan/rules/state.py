@@ -60,17 +60,24 @@ class StateRules(WalkerBase):
                 if isinstance(target, ast.Name):
                     self.s.mutables[f"{prefix}{target.id}"] = (node.lineno, kind)
 
-    def _mutated(self, container: ast.AST, line: int, col: int, how: str) -> None:
-        """``container`` (``X[k]``, ``self.x``, ...) is changed in place here."""
+    def _mutated(self, container: ast.AST, line: int, col: int, how: str,
+                 exprs: tuple[ast.AST | None, ...] = ()) -> None:
+        """``container`` (``X[k]``, ``self.x``, ...) is changed in place here; ``exprs``: the
+        keys and values it is changed with (what they are tells what the container holds)."""
         if self.func is not None:
             root = changed_root(container)
             if root:
-                self.func.mutations.append((root, line, col, how))
+                keys = tuple(e for e in exprs if e is not None)
+                while isinstance(container, ast.Subscript):
+                    keys += (container.slice,)
+                    container = container.value
+                self.func.mutations.append((root, line, col, how, keys))
 
     def _augassign(self, node: ast.AugAssign) -> None:
         target = node.target
         if isinstance(target, ast.Subscript):
-            self._mutated(target, node.lineno, node.col_offset, "augmented assignment")
+            self._mutated(target, node.lineno, node.col_offset, "augmented assignment",
+                          (node.value,))
         elif isinstance(target, ast.Name) and self.func is not None \
                 and target.id in self.func.globals:
             self.func.stores.setdefault(target.id, (node.lineno, node.col_offset))
@@ -91,12 +98,15 @@ class StateRules(WalkerBase):
         """The function's changes to module, class and imported state; its global rebinds."""
         info = frame.info
         local = frame.locals - frame.globals
-        for root, line, col, how in frame.mutations:
+        for root, line, col, how, exprs in frame.mutations:
+            before = len(self.s.candidates)
             if len(root) == 1:
                 if root[0] not in local:
                     self._changed_name(info, root[0], line, col, how)
             else:
                 self._changed_attr(info, local, root[0], root[1], line, col, how)
+            if len(self.s.candidates) > before:
+                self._container_evidence(self.s.candidates[-1], exprs)
         for name in sorted(frame.globals & set(frame.stores)):
             line, col = frame.stores[name]
             self.add(Candidate("global-rebind", line, col,
@@ -108,12 +118,24 @@ class StateRules(WalkerBase):
             defined, kind = self.s.mutables[name]
             self.add(Candidate("module-state", line, col,
                                f"`{name}` (module-level {kind}, line {defined}) is "
-                               f"changed here ({how})", info.qualname, "reach"))
+                               f"changed here ({how})", info.qualname, "reach",
+                               container=(self.s.module, name)))
         elif name in self.s.imports and self.s.imports[name][1]:
             module, attr = self.s.imports[name]
             self.add(Candidate("module-state", line, col,
                                f"`{name}` (module-level, from {module}) is changed "
-                               f"here ({how})", info.qualname, "reach", (module, attr)))
+                               f"here ({how})", info.qualname, "reach", (module, attr),
+                               container=(module, attr)))
+
+    def _is_app(self, name: str) -> bool:
+        """``current_app``, or the app a module (or the enclosing factory) made."""
+        if self.s.imports.get(name) == ("flask", "current_app"):
+            return True
+        for bound in (self.module_bound, *(f.bound for f in self.frames[:-1])):
+            if any(isinstance(v, ast.Call) and (self.qual(v.func) or "") == "flask.Flask"
+                   for v in bound.get(name, ())):
+                return True
+        return False
 
     def _changed_attr(self, info: FuncInfo, local: set[str], name: str, attr: str, line: int,
                       col: int, how: str) -> None:
@@ -130,14 +152,15 @@ class StateRules(WalkerBase):
                                        f"`self.{attr}` of `{cls.name}`{{owner}} is changed "
                                        f"here ({how})",
                                        info.qualname, "reach", ("", info.cls),
-                                       target_kind="instance_classes"))
+                                       target_kind="instance_classes",
+                                       container=(self.s.module, key)))
                     return
             if key in self.s.mutables:
                 kind = self.s.mutables[key][1]
                 self.add(Candidate("module-state", line, col,
                                    f"class attribute `{key}` ({kind}, shared by the "
                                    f"process) is changed here ({how})", info.qualname,
-                                   "reach"))
+                                   "reach", container=(self.s.module, key)))
             return
         if name in local:
             return
@@ -146,10 +169,16 @@ class StateRules(WalkerBase):
             self.add(Candidate("module-state", line, col,
                                f"class attribute `{key}` ({self.s.mutables[key][1]}, "
                                f"shared by the process) is changed here ({how})",
-                               info.qualname, "reach"))
+                               info.qualname, "reach", container=(self.s.module, key)))
+        elif attr != "extensions" and self._is_app(name):  # extensions: the app's own objects
+            self.add(Candidate("module-state", line, col,
+                               f"`{name}.{attr}` (kept on the Flask app, which lives as long "
+                               f"as the process) is changed here ({how})", info.qualname,
+                               "reach", container=("<app>", attr)))
         elif name in self.s.imports:
             module, sub = self.s.imports[name]
             module = f"{module}.{sub}" if sub else module
             self.add(Candidate("module-state", line, col,
                                f"`{name}.{attr}` (module-level, in {module}) is changed "
-                               f"here ({how})", info.qualname, "reach", (module, attr)))
+                               f"here ({how})", info.qualname, "reach", (module, attr),
+                               container=(module, attr)))

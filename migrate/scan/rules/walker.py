@@ -21,6 +21,7 @@ from migrate.scan.rules.caches import (
     CacheRules,
     is_local_cache_class,
 )
+from migrate.scan.rules.containers import ContainerRules
 from migrate.scan.rules.files import (
     FS_REMOVE_CALLS,
     FS_WRITE_CALLS,
@@ -31,6 +32,9 @@ from migrate.scan.rules.files import (
     is_file_storage,
     is_upload_set,
 )
+from migrate.scan.rules.limiter import SETTINGS as LIMITER_SETTINGS
+from migrate.scan.rules.limiter import LimiterRules, is_limiter
+from migrate.scan.rules.locks import LockRules
 from migrate.scan.rules.secret_key import RANDOM_CALLS, SecretKeyRules
 from migrate.scan.rules.sessions import SessionRules, starts_flask_session
 from migrate.scan.rules.sqlite import SQLITE_CONNECT, SqliteRules
@@ -58,7 +62,7 @@ MethodHandler = Callable[[ast.Call, str, ast.AST], None]
 
 
 class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRules,
-                   ThreadRules, SqliteRules):
+                   ThreadRules, SqliteRules, ContainerRules, LockRules, LimiterRules):
     """Walks one module's AST once and fills a ModuleSummary."""
 
     def __init__(self, summary: ModuleSummary, is_package: bool) -> None:
@@ -72,7 +76,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             ast.Attribute: self._attribute, ast.If: self._if, ast.With: self._with,
             ast.AsyncWith: self._with, ast.Expr: self._expr, ast.For: self._for,
             ast.AsyncFor: self._for, ast.Import: self._import, ast.ImportFrom: self._importfrom,
-            ast.Return: self._return,
+            ast.Return: self._return, ast.Subscript: self._subscript,
         }
         self.method_handlers: dict[str, MethodHandler] = {
             "start": self._start, "join": self._join, "shutdown": self._join,
@@ -85,11 +89,14 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             "add_url_rule": self._add_url_rule,
             "register_error_handler": self._register_error_handler,
             **dict.fromkeys(HOOK_REGISTRARS, self._hook_registrar),
-            "get": self._setting_default, "getenv": self._setting_default,
+            "get": self._get, "getenv": self._setting_default,
+            "get_nowait": self._queue_get, "acquire": self._acquire,
         }
         self.settings: dict[str, Callable[[ast.AST, int, int], None]] = {
+            "storage_uri": self._storage_uri,
             "SECRET_KEY": self._secret_key, "SESSION_TYPE": self._session_type,
             "SESSION_CACHELIB": self._session_cachelib, "CACHE_TYPE": self._cache_type,
+            **dict.fromkeys(LIMITER_SETTINGS, self._ratelimit_storage),
         }
 
     def finish_module(self) -> None:
@@ -103,6 +110,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
                 if any(is_upload_set(self.qual(v.func) or "") for v in values
                        if isinstance(v, ast.Call)):
                     self.s.upload_sets.add(name)
+        self.finish_containers()
+        self.finish_locks()
 
     # imports
 
@@ -139,6 +148,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         info = self._function_info(node)
         outer_func, outer_scope, outer_main = self.func, self.scope, self.in_main
         self.func = frame = FuncFrame(info)
+        self.frames.append(frame)
         self.scope = info.qualname
         self.in_main = False
         self.contexts.append(("name", node.name))
@@ -153,11 +163,17 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         self._finish_state(frame)
         self._finish_files(frame)
         self._finish_threads(frame)
+        if frame.queue_gets:
+            self._finish_queue_gets(frame, node)
+        if frame.lock_uses:
+            self._finish_locks(frame, node)
+        self._finish_values(frame, node)
         if frame.returns:
             self._finish_secret(frame)
         if frame.bound or frame.call_attrs:
             self._finish_calls(frame)
         self.func, self.scope, self.in_main = outer_func, outer_scope, outer_main
+        self.frames.pop()
         self.contexts.pop()
 
     def _finish_calls(self, frame: FuncFrame) -> None:
@@ -210,6 +226,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             self.s.bases[qualname] = project_bases
         if base_names & VIEW_BASES or any(b.endswith("MethodView") for b in base_names):
             self.s.view_classes.append(qualname)
+        self._note_class_locks(node, qualname)
         outer_cls, outer_scope, outer_func = self.cls, self.scope, self.func
         self.cls = frame = ClassFrame(node.name, qualname, node.lineno, base_names)
         self.scope = qualname
@@ -244,7 +261,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
 
     def _store_target(self, target: ast.AST, value: ast.AST | None) -> None:
         if isinstance(target, ast.Subscript):
-            self._mutated(target, target.lineno, target.col_offset, "item assignment")
+            self._mutated(target, target.lineno, target.col_offset, "item assignment",
+                          (value,))
             key = target.slice
             if isinstance(key, ast.Constant) and key.value in self.settings \
                     and value is not None:
@@ -296,6 +314,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
                     func.files |= names_in(target)
 
     def _with(self, node: ast.With | ast.AsyncWith) -> None:
+        if self.func is not None:
+            self.func.lock_uses = True
         for item in node.items:
             ctx = item.context_expr
             if item.optional_vars is not None and isinstance(ctx, ast.Call):
@@ -383,6 +403,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             self._cache_class(node, qual)
         elif starts_flask_session(qual):
             self.s.session_init = True
+        elif is_limiter(qual):
+            self._limiter(node)
         elif qual == "dict" or qual.endswith((".update", ".from_mapping")):
             for kw in node.keywords:  # dict(SECRET_KEY=...), app.config.update(...)
                 if kw.arg in self.settings:
@@ -399,11 +421,29 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
 
     def _method_call(self, node: ast.Call, fn: ast.Attribute) -> None:
         meth = fn.attr
+        self._note_db(node)
         if meth in MUTATORS:
-            self._mutated(fn.value, node.lineno, node.col_offset, f".{meth}()")
+            changed, exprs = fn.value, tuple(node.args)
+            if isinstance(changed, ast.Call) and isinstance(changed.func, ast.Attribute) \
+                    and changed.func.attr in ("setdefault", "get"):  # X.setdefault(k, []).add(v)
+                changed, exprs = changed.func.value, exprs + tuple(changed.args)
+            self._mutated(changed, node.lineno, node.col_offset, f".{meth}()", exprs)
         handler = self.method_handlers.get(meth)
         if handler is not None:
             handler(node, meth, fn.value)
+
+    def _get(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
+        """``x.get(...)``: a setting's default, a queue read, a token looked up."""
+        self._setting_default(node, meth, recv)
+        if self.func is not None and node.args:
+            self._lookup_evidence(node)
+        elif self.func is not None:
+            self._queue_get(node, meth, recv)
+
+    def _subscript(self, node: ast.Subscript) -> None:
+        if self.func is not None and isinstance(node.ctx, ast.Load):
+            self._lookup_evidence(node)
+        self.generic(node)
 
     def _dict(self, node: ast.Dict) -> None:
         testing = False

@@ -17,7 +17,7 @@ class Room(MethodView):
 
     def post(self):
         self.members.add(request.json["name"])  # expect: module-state
-        MESSAGES.append(request.json["text"])  # expect: module-state
+        MESSAGES.append(request.json["text"])  # expect: live-updates
         return "", 201
 
 

@@ -36,4 +36,4 @@ def connect():
 
 @sio.on("join")
 def on_join(data):
-    ROOM_MEMBERS.setdefault(data["room"], set()).add(request.sid)  # expect: module-state
+    ROOM_MEMBERS.setdefault(data["room"], set()).add(request.sid)  # expect: live-updates

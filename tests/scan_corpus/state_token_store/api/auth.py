@@ -12,7 +12,7 @@ bp = Blueprint("api_auth", __name__, url_prefix="/api")
 def issue_token():
     user_id = request.json["user_id"]
     token = secrets.token_urlsafe(32)
-    TOKENS[token] = user_id  # expect: module-state
+    TOKENS[token] = user_id  # expect: token-store
     return jsonify(token=token)
 
 
@@ -20,5 +20,5 @@ def issue_token():
 def revoke_token(token):
     if token not in TOKENS:
         abort(404)
-    store.TOKENS.pop(token)  # expect: module-state
+    store.TOKENS.pop(token)  # expect: token-store
     return "", 204
