@@ -278,8 +278,9 @@ def test_before_a_token_works_only_on_the_instance_that_issued_it(start_cluster)
 
 @pytest.mark.slow
 def test_after_a_token_works_on_every_instance_and_logout_reaches_them_all(start_cluster):
-    first, second = start_cluster("stateless", 2).urls
-    tokens = http_log_in(first)
+    cluster = start_cluster("stateless", 2)
+    first, second = cluster.urls
+    tokens, other = http_log_in(first), http_log_in(first)
     token = bearer(tokens["access_token"])
     requests.post(first + "/api/cart", headers=token, json={"product_id": 2}, timeout=10)
     cart = requests.get(second + "/api/cart", headers=token, timeout=10)
@@ -291,6 +292,10 @@ def test_after_a_token_works_on_every_instance_and_logout_reaches_them_all(start
     assert_refused(requests.get(second + "/api/me", headers=token, timeout=10), "revoked")
     again = bearer(refreshed.json()["access_token"])
     assert_refused(requests.get(second + "/api/cart", headers=again, timeout=10), "revoked")
+    # The instance that issued a token dies: the client carries on on the other one.
+    cluster.kill(0)
+    me = requests.get(second + "/api/me", headers=bearer(other["access_token"]), timeout=10)
+    assert me.status_code == 200 and me.json()["username"] == "alice"
 
 
 def test_a_redis_outage_is_a_json_503_not_a_500(after_shop):
