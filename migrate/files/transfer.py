@@ -24,13 +24,14 @@ import hashlib
 import hmac
 import http.client
 import os
+import random
 import re
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from migrate import redact
@@ -39,6 +40,8 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MIB = 1024 * 1024
 MAX_RESPONSE = 16 * MIB  # a body read whole (a LIST page, an error): 1,000 keys fit many times
 ATTEMPTS = 4  # per request: a BadDigest, a 5xx or a dropped connection is tried this often
+BACKOFF = 0.1  # seconds: the wait before attempt n is drawn from [d/2, d], d = BACKOFF * 2**n
+REFRESH_MARGIN = 300  # seconds: credentials that expire sooner are renewed before signing
 RETRIED_CODES = ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "RequestTimeout",
                  "SlowDown", "InternalError")  # InternalError: also inside a 200 (S3 docs)
 # A 2xx body that is an S3 error document (CompleteMultipartUpload and CopyObject report
@@ -57,6 +60,9 @@ class Endpoint:
     secret_key: str = ""
     token: str | None = None
     ca_bundle: str | None = None
+    # Epoch seconds when the credentials expire (an assumed role, SSO, a credential_process):
+    # every client renews them from the same provider before then. None: they do not expire.
+    expires: float | None = None
 
     @property
     def shown(self) -> str:
@@ -128,31 +134,43 @@ class RawS3:
         self.base = parts.path.rstrip("/")
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
-        self._keys: dict[str, bytes] = {}
+        self._keys: dict[tuple[str, str], bytes] = {}
+        self.credentials = Credentials(endpoint.access_key, endpoint.secret_key, endpoint.token,
+                                       endpoint.expires)
 
     # --- signing (AWS Signature Version 4) ---------------------------------------------------
 
-    def _signing_key(self, day: str) -> bytes:
-        key = self._keys.get(day)
+    def _signing_key(self, day: str, secret: str) -> bytes:
+        key = self._keys.get((day, secret))
         if key is None:
-            k = ("AWS4" + self.ep.secret_key).encode()
+            k = ("AWS4" + secret).encode()
             for part in (day, self.ep.region, "s3", "aws4_request"):
                 k = hmac.new(k, part.encode(), hashlib.sha256).digest()
-            self._keys = {day: k}
+            self._keys = {(day, secret): k}
             key = k
         return key
 
+    def _current_credentials(self) -> Credentials:
+        """The credentials to sign with: renewed from their provider when they expire within
+        ``REFRESH_MARGIN`` (a long export outlives a one-hour role session)."""
+        creds = self.credentials
+        if creds.expires is not None and time.time() > creds.expires - REFRESH_MARGIN:
+            self.credentials = creds = refreshed_credentials()
+        return creds
+
     def _headers(self, method: str, path: str, query: str, headers: dict[str, str],
-                 payload_sha256: str) -> dict[str, str]:
-        now = time.gmtime()
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", now)
+                 payload_sha256: str, now: time.struct_time | None = None) -> dict[str, str]:
+        """``headers`` signed with AWS Signature Version 4 (``path`` and ``query`` already
+        in their canonical, percent-encoded form; ``now``: the signing time, UTC)."""
+        creds = self._current_credentials()
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", now or time.gmtime())
         day = amz_date[:8]
         headers = {k.lower(): str(v).strip() for k, v in headers.items()}
         headers["host"] = self.host_header
         headers["x-amz-date"] = amz_date
         headers["x-amz-content-sha256"] = payload_sha256
-        if self.ep.token:
-            headers["x-amz-security-token"] = self.ep.token
+        if creds.token:
+            headers["x-amz-security-token"] = creds.token
         names = sorted(headers)
         canonical = "\n".join([
             method, path, query, "".join(f"{n}:{headers[n]}\n" for n in names),
@@ -161,9 +179,10 @@ class RawS3:
         scope = f"{day}/{self.ep.region}/s3/aws4_request"
         to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
                              hashlib.sha256(canonical.encode()).hexdigest()])
-        signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = hmac.new(self._signing_key(day, creds.secret_key), to_sign.encode(),
+                             hashlib.sha256).hexdigest()
         headers["authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={self.ep.access_key}/{scope}, "
+            f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
             f"SignedHeaders={';'.join(names)}, Signature={signature}"
         )
         return headers
@@ -187,6 +206,15 @@ class RawS3:
             self._conn.close()
             self._conn = None
 
+    def canonical_target(self, key: str | None, query: dict[str, str] | None,
+                         ) -> tuple[str, str]:
+        """(path, query string) as sent and as signed: percent-encoded as botocore does (every
+        byte but unreserved ones and the path's ``/``); key None: the bucket itself (LIST)."""
+        raw = f"{self.base}/{self.ep.bucket}" + ("" if key is None else f"/{key}")
+        q = "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}"
+                     for k, v in sorted((query or {}).items()))
+        return quote(raw, safe="/~"), q
+
     def request(self, method: str, key: str | None, *, query: dict[str, str] | None = None,
                 headers: dict[str, str] | None = None, body: bytes | BinaryIO = b"",
                 length: int | None = None,
@@ -198,11 +226,7 @@ class RawS3:
         ``payload_sha256`` then: memory does not grow with the file).
         """
         streamed = not isinstance(body, (bytes, bytearray))
-        # key None: the bucket itself (LIST).
-        raw = f"{self.base}/{self.ep.bucket}" + ("" if key is None else f"/{key}")
-        path = quote(raw, safe="/~")
-        q = "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}"
-                     for k, v in sorted((query or {}).items()))
+        path, q = self.canonical_target(key, query)
         sha = payload_sha256 or (hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256)
         assert not streamed or (payload_sha256 and length is not None)
         signed = self._headers(method, path, q, headers or {}, sha)
@@ -383,8 +407,17 @@ def xml_text(data: bytes, tag: str) -> str:
     return match.group(1).decode(errors="replace") if match else ""
 
 
+def backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1, 2...): exponential, with jitter
+    ("equal jitter": half fixed, half random), so clients told to SlowDown together do not
+    all come back at the same instant."""
+    ceiling = BACKOFF * 2 ** attempt
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
 def with_retries(call: Callable[[], Any], client: RawS3) -> Any:
-    """``call()``, again on a BadDigest (corrupted on the way), a 5xx or a dropped connection.
+    """``call()``, again on a BadDigest (corrupted on the way), a SlowDown or other 5xx, or a
+    dropped connection, after a jittered exponential ``backoff``.
 
     ``client`` is the connection ``call`` uses: after a dropped connection it is closed, so the
     next attempt starts on a fresh one instead of a half-read response.
@@ -399,7 +432,7 @@ def with_retries(call: Callable[[], Any], client: RawS3) -> Any:
             client.close()
             if attempt == ATTEMPTS:
                 raise
-        time.sleep(0.1 * 2 ** attempt)
+        time.sleep(backoff(attempt))
     raise AssertionError("unreachable")
 
 
@@ -417,18 +450,49 @@ def endpoint_from_env(endpoint_url: str | None, bucket: str) -> Endpoint:
                         secret_key=env["AWS_SECRET_ACCESS_KEY"],
                         token=env.get("AWS_SESSION_TOKEN") or None,
                         ca_bundle=env.get("AWS_CA_BUNDLE") or None)
-    import botocore.session
-
-    session = botocore.session.get_session()
-    credentials = session.get_credentials()
-    frozen = credentials.get_frozen_credentials() if credentials else None
-    region = session.get_config_variable("region") or "us-east-1"
+    creds = refreshed_credentials()
+    region = _botocore_session().get_config_variable("region") or "us-east-1"
     url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
         "AWS_ENDPOINT_URL") or f"https://s3.{region}.amazonaws.com"
     return Endpoint(
-        url=url.rstrip("/"), bucket=bucket, region=region,
-        access_key=frozen.access_key if frozen else "",
-        secret_key=frozen.secret_key if frozen else "",
-        token=frozen.token if frozen else None,
-        ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None,
+        url=url.rstrip("/"), bucket=bucket, region=region, access_key=creds.access_key,
+        secret_key=creds.secret_key, token=creds.token,
+        ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None, expires=creds.expires,
     )
+
+
+class Credentials(NamedTuple):
+    """A key pair (and session token) as of now; ``expires``: epoch seconds, or None."""
+
+    access_key: str
+    secret_key: str
+    token: str | None
+    expires: float | None
+
+    def __repr__(self) -> str:  # never a secret in a log or traceback
+        return f"Credentials({self.access_key[:4]}…, expires={self.expires})"
+
+
+_session: Any = None  # per process: botocore's session keeps the provider that refreshes
+
+
+def _botocore_session() -> Any:
+    global _session
+    if _session is None:
+        import botocore.session
+
+        _session = botocore.session.get_session()
+    return _session
+
+
+def refreshed_credentials() -> Credentials:
+    """The credentials botocore's chain gives now (config files, profiles, SSO, roles,
+    ``credential_process``), with their expiry when the provider has one. botocore renews
+    expiring ones itself when asked; each process asks its own session."""
+    credentials = _botocore_session().get_credentials()
+    if credentials is None:
+        return Credentials("", "", None, None)
+    frozen = credentials.get_frozen_credentials()
+    expiry = getattr(credentials, "_expiry_time", None)  # RefreshableCredentials only
+    return Credentials(frozen.access_key, frozen.secret_key, frozen.token,
+                       expiry.timestamp() if expiry is not None else None)
