@@ -41,6 +41,28 @@ def test_every_trap_the_scan_finds_is_annotated_on_the_hunk_that_removes_it(resu
                 assert finding.line in changed, (finding.rule, finding.path, finding.line)
 
 
+# Issue 12's state: the file, the rule its lesson names, and what the after-side shows instead.
+LESSONS = [
+    ("api.py", "token-store", "tokens.verify(token"),
+    ("events.py", "live-updates", ".xadd("),
+    ("db.py", "process-lock", "Product.stock >= wanted"),
+    ("limits.py", "limiter-memory", 'url = app.config["REDIS_URL"]'),
+]
+
+
+@pytest.mark.parametrize(("path", "rule", "cure"), LESSONS)
+def test_each_new_state_has_a_hunk_that_teaches_its_cure(result, path, rule, cure):
+    """The hunk that removes the trap shows, on its after-side, the line that replaces it."""
+    hunks = [h for d in result.files if d.path == path for h in d.hunks
+             if any(f.rule == rule for f in h.annotations)]
+    assert hunks, f"{path}: no hunk is annotated with {rule}"
+    added = "\n".join(r.right for h in hunks for r in h.rows if r.kind in ("insert", "replace"))
+    assert cure in added
+    removed = "\n".join(r.left for h in hunks for r in h.rows if r.kind in ("delete", "replace"))
+    for finding in (f for h in hunks for f in h.annotations if f.rule == rule):
+        assert finding.snippet in removed and html.escape(finding.fix) in render_html(result)
+
+
 def test_default_trees_are_the_sample_shops():
     before, after = sample_shops()
     assert before.resolve() == BEFORE and after.resolve() == AFTER

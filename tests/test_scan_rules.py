@@ -1048,3 +1048,278 @@ def test_cycles_between_module_level_objects_and_classes_end(tmp_path):
             return ""
     """)
     assert rules(result) == []
+
+
+# --- issue 12: API tokens, live updates, in-process locks, the rate limiter's storage --------
+
+
+def test_a_token_store_is_found_by_name_by_key_or_by_lookup(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import secrets
+        import uuid
+
+        API_KEYS = {}
+        ISSUED = {}
+        CLIENTS = {}
+
+        @app.post("/keys")
+        def new_key():
+            API_KEYS[uuid.uuid4().hex] = request.json["user"]
+            ISSUED[secrets.token_hex(16)] = request.json["user"]
+            CLIENTS[uuid.uuid4().hex] = request.json["user"]
+            return ""
+
+        @app.get("/who")
+        def who():
+            return CLIENTS.get(request.headers.get("X-Api-Key", ""), "nobody")
+    """)
+    assert [(f.rule, f.line) for f in result.findings] == [
+        ("token-store", line_of(tmp_path, "API_KEYS[")),  # its name
+        ("token-store", line_of(tmp_path, "ISSUED[")),  # keyed by secrets.token_hex
+        ("token-store", line_of(tmp_path, "CLIENTS[")),  # looked up by the X-Api-Key header
+    ]
+    assert all("PyJWT" in f.fix for f in result.findings)
+
+
+def test_tokens_that_are_not_state_are_left_alone(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import os
+
+        TOKEN_TTL = 3600
+        API_KEYS = {os.environ.get("PARTNER_KEY", ""): "partner"}  # configuration, read only
+        TOKENS = {}
+
+        def load_tokens(path):
+            TOKENS.update(line.split(":") for line in open(path))  # start-up, not a request
+
+        load_tokens("tokens.txt")
+
+        @app.get("/p")
+        def p():
+            g.token = request.headers.get("Authorization")
+            seen = {}
+            seen[g.token] = TOKENS.get(g.token)  # a local dict
+            return API_KEYS.get(g.token, str(TOKEN_TTL))
+    """)
+    assert result.findings == []
+
+
+def test_live_updates_subscribers_history_and_a_streamed_queue(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import asyncio
+        import queue
+        from collections import deque
+
+        from flask import Response
+
+        ROOMS = {}
+        HISTORY = deque(maxlen=50)
+        RECENT_SEARCHES = deque(maxlen=10)
+        BROADCAST = queue.Queue()
+
+        @app.get("/events")
+        def events():
+            inbox = asyncio.Queue()
+            ROOMS.setdefault(request.args["room"], []).append(inbox)
+
+            def gen():
+                yield from HISTORY
+                while True:
+                    yield BROADCAST.get()
+            return Response(gen())
+
+        @app.post("/say")
+        def say():
+            HISTORY.append(request.json)
+            RECENT_SEARCHES.append(request.args.get("q"))
+            BROADCAST.put(request.json)
+            return ""
+    """)
+    assert [(f.rule, f.line) for f in result.findings] == [
+        ("live-updates", line_of(tmp_path, "ROOMS.setdefault")),
+        ("live-updates", line_of(tmp_path, "yield BROADCAST.get()")),
+        ("live-updates", line_of(tmp_path, "HISTORY.append")),
+        ("module-state", line_of(tmp_path, "RECENT_SEARCHES.append")),  # not a message history
+    ]
+    assert "Streams" in result.findings[0].fix
+
+
+def test_a_work_queue_read_by_a_worker_thread_is_not_a_live_update(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import queue
+        import threading
+
+        MAIL = queue.Queue()
+
+        def worker():
+            while True:
+                send(MAIL.get())
+
+        def send(message):
+            return message
+
+        @app.post("/signup")
+        def signup():
+            MAIL.put(request.form["email"])
+            return ""
+
+        if __name__ == "__main__":
+            threading.Thread(target=worker, daemon=True).start()
+    """)
+    assert result.findings == []
+
+
+def test_a_lock_around_a_database_read_modify_write_in_another_module(tmp_path):
+    result = scan(tmp_path, store=FLASK + """
+        import threading
+
+        from .db import get_stock, set_stock
+
+        STOCK_LOCK = threading.Lock()
+    """, db="""
+        def get_stock(conn, pid):
+            return conn.execute("SELECT stock FROM p WHERE id = ?", (pid,)).fetchone()[0]
+
+        def set_stock(conn, pid, n):
+            conn.execute("UPDATE p SET stock = ? WHERE id = ?", (n, pid))
+            conn.commit()
+    """, views=FLASK + """
+        from . import store
+
+        @app.post("/buy/<int:pid>")
+        def buy(pid):
+            conn = g.conn
+            with store.STOCK_LOCK:
+                left = store.get_stock(conn, pid)
+                if left < 1:
+                    return "sold out", 409
+                store.set_stock(conn, pid, left - 1)
+            return ""
+    """)
+    assert rules(result) == [("process-lock", "views.py",
+                              line_of(tmp_path, "with store.STOCK_LOCK", "views"))]
+    finding = result.findings[0]
+    assert "database" in finding.message and "buy" in finding.message
+    assert "conditional UPDATE" in finding.fix
+
+
+def test_what_a_lock_may_guard_in_one_process(tmp_path):
+    """The rule's boundary: a cache fill, a lazy client, a blind append, reads, a local lock,
+    an atomic UPDATE; the cache and the log are module-state's, not the lock's."""
+    result = scan(tmp_path, FLASK + """
+        import threading
+
+        LOCK = threading.Lock()
+        _CACHE = {}
+        _client = None
+        LOG = []
+        PRICES = {"tea": 3}
+
+        def make_client():
+            return object()
+
+        @app.get("/a/<key>")
+        def a(key):
+            global _client
+            with LOCK:
+                if key not in _CACHE:
+                    _CACHE[key] = len(key)
+                if _client is None:
+                    _client = make_client()
+                LOG.append(key)
+                price = PRICES[key]
+            local = threading.Lock()
+            with local:
+                counts = {}
+                counts[key] = counts.get(key, 0) + 1
+            with LOCK:
+                g.db.execute("UPDATE p SET n = n - 1 WHERE id = ? AND n > 0", (key,))
+                g.db.commit()
+            return str(price)
+    """)
+    assert [(f.rule, f.line) for f in result.findings] == [
+        ("module-state", line_of(tmp_path, "_CACHE[key] = len(key)")),
+        ("global-rebind", line_of(tmp_path, "_client = make_client()")),
+        ("module-state", line_of(tmp_path, "LOG.append(key)")),
+    ]
+
+
+def test_a_lock_around_a_read_modify_write_of_process_state(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import threading
+
+        class Counter:
+            _lock = threading.Lock()
+            hits = {}
+
+            def hit(self, page):
+                with self._lock:
+                    self.hits[page] = self.hits.get(page, 0) + 1
+
+        counter = Counter()
+        total = 0
+        total_lock = threading.Lock()
+
+        @app.get("/<page>")
+        def page(page):
+            global total
+            counter.hit(page)
+            total_lock.acquire()
+            try:
+                total += 1
+            finally:
+                total_lock.release()
+            return ""
+    """)
+    assert [(f.rule, f.line) for f in result.findings] == [
+        ("process-lock", line_of(tmp_path, "with self._lock:")),
+        ("module-state", line_of(tmp_path, "self.hits[page] =")),
+        ("process-lock", line_of(tmp_path, "total_lock.acquire()")),
+        ("global-rebind", line_of(tmp_path, "total += 1")),
+    ]
+    assert "`total`" in result.findings[2].message
+
+
+def test_a_lock_held_outside_requests_is_not_reported(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        import threading
+
+        LOCK = threading.Lock()
+        TOTALS = {"n": 0}
+
+        def rebuild():
+            with LOCK:
+                TOTALS["n"] = TOTALS["n"] + 1
+
+        if __name__ == "__main__":
+            rebuild()
+    """)
+    assert result.findings == []
+
+
+@pytest.mark.parametrize(("code", "line_marker", "severity"), [
+    ('limiter = Limiter(key_func=lambda: "x", app=app)\n', "limiter = Limiter", "error"),
+    ('Limiter(lambda: "x", app=app, storage_uri="memory://")\n', "Limiter(", "error"),
+    ('app.config["RATELIMIT_STORAGE_URI"] = "memory://"\nLimiter(lambda: "x", app=app)\n',
+     "RATELIMIT_STORAGE_URI", "error"),
+    ('OPTIONS = {"storage_uri": "memory://"}\nLimiter(lambda: "x", app=app, **OPTIONS)\n',
+     "OPTIONS =", "error"),
+    ('class DevConfig:\n    RATELIMIT_STORAGE_URI = "memory://"\n', "RATELIMIT_STORAGE_URI",
+     "note"),
+])
+def test_limiter_on_memory(tmp_path, code, line_marker, severity):
+    result = scan(tmp_path, FLASK + "from flask_limiter import Limiter\n" + code)
+    assert [(f.rule, f.line, f.severity) for f in result.findings] == [
+        ("limiter-memory", line_of(tmp_path, line_marker), severity)]
+    assert "REDIS_URL" in result.findings[0].fix
+
+
+@pytest.mark.parametrize("code", [
+    'Limiter(lambda: "x", app=app, storage_uri=os.environ["REDIS_URL"])\n',
+    'Limiter(lambda: "x", app=app)\napp.config["RATELIMIT_STORAGE_URI"] = os.environ["R"]\n',
+    'Limiter(lambda: "x", app=app, **options())\n',
+    'class TestingConfig:\n    RATELIMIT_STORAGE_URI = "memory://"\n',
+])
+def test_limiter_on_shared_storage_is_left_alone(tmp_path, code):
+    result = scan(tmp_path, FLASK + "import os\nfrom flask_limiter import Limiter\n" + code)
+    assert result.findings == []

@@ -110,9 +110,9 @@ class ModuleSummary:
     container_rules: dict[tuple[str, str], str] = field(default_factory=dict)
     """Evidence about a container (see ``Candidate.container``) -> the rule it calls for."""
     rules_if_marked: dict[str, set[str]] = field(default_factory=dict)
-    marks: set[tuple[str, str]] = field(default_factory=set)
-    """A rule -> this module's containers that take it when any module marks this one with
-    it (``marks``: (module, rule)), as a message history beside subscribers does."""
+    marks: set[tuple[str, str, str]] = field(default_factory=set)
+    """A rule -> this module's containers that take it when some module marks them with it
+    (``marks``: (module, name, rule)): a deque a stream reads is a message history."""
     locks: set[str] = field(default_factory=set)
     """Module-level (``NAME``) and class-level (``Cls.NAME``) in-process locks."""
     queues: set[str] = field(default_factory=set)
@@ -160,9 +160,9 @@ class Project:
             for key, rule in summary.container_rules.items():
                 self.container_rules.setdefault(key, rule)
         for summary in summaries:
-            for module, rule in summary.marks:
+            for module, name, rule in summary.marks:
                 other = self.modules.get(module)
-                for name in other.rules_if_marked.get(rule, ()) if other else ():
+                if other is not None and name in other.rules_if_marked.get(rule, ()):
                     self.container_rules.setdefault((module, name), rule)
 
     @property

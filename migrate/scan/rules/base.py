@@ -38,7 +38,7 @@ class FuncFrame:
 
     __slots__ = ("info", "locals", "globals", "mutations", "writes", "threads", "joined",
                  "removed", "temps", "files", "thread_vars", "stores", "bound", "returns",
-                 "call_attrs", "random_seen", "queue_gets", "lock_uses")
+                 "call_attrs", "random_seen", "queue_gets", "lock_uses", "yields")
 
     def __init__(self, info: FuncInfo) -> None:
         self.info = info
@@ -59,6 +59,7 @@ class FuncFrame:
         self.random_seen = False
         self.queue_gets: list[Candidate] = []
         self.lock_uses = False
+        self.yields = False
 
 
 class ClassFrame:

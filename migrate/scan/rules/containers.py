@@ -185,15 +185,14 @@ class ContainerRules(WalkerBase):
                    for v in values):
                 self.s.queues.add(name)
         own = self.s.module
-        self.s.rules_if_marked[LIVE_UPDATES.id] = {
-            name for name, (_line, kind) in self.s.mutables.items()
-            if kind == "deque" or words_of(name) & HISTORY_WORDS}
-        for cand in self.s.candidates:
-            if cand.rule == LIVE_UPDATES.id and cand.target_kind == "queues" and cand.target:
-                self.s.marks.add((cand.target[0] or own, LIVE_UPDATES.id))
-        for key, rule in self.s.container_rules.items():
-            if rule == LIVE_UPDATES.id:
-                self.s.marks.add((key[0], rule))
+        history = {name for name, (_line, kind) in self.s.mutables.items()
+                   if kind == "deque" or words_of(name) & HISTORY_WORDS}
+        self.s.rules_if_marked[LIVE_UPDATES.id] = history
+        if any(key[0] == own and rule == LIVE_UPDATES.id
+               for key, rule in self.s.container_rules.items()):
+            for name in history:
+                if words_of(name) & HISTORY_WORDS:
+                    self.s.container_rules.setdefault((own, name), LIVE_UPDATES.id)
 
     def _queue_get(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
         """``EVENTS.get()`` on a module-level queue: judged when the function is done (a
@@ -218,14 +217,21 @@ class ContainerRules(WalkerBase):
             f"a stream waits on `{'.'.join(parts)}.{meth}()`, an in-process queue",
             func.info.qualname, "reach", target, target_kind="queues"))
 
-    def _finish_queue_gets(self, frame: FuncFrame, node: ast.AST) -> None:
-        """Keep the queue reads of a generator (a streaming response) or a WebSocket handler."""
+    def _finish_streams(self, frame: FuncFrame, node: ast.AST) -> None:
+        """A generator (a streaming response) or a WebSocket handler: the module-level queues
+        it waits on are findings, and the deques it reads are a message history."""
         args = node.args  # type: ignore[attr-defined]
-        streams = any(words_of(a.arg) & {"ws", "websocket"} for a in args.args) \
-            or any(isinstance(sub, ast.Yield | ast.YieldFrom) for sub in _own_nodes(node))
-        if streams:
-            for cand in frame.queue_gets:
-                self.add(cand)
+        if not frame.yields and not any(words_of(a.arg) & {"ws", "websocket"}
+                                        for a in args.args):
+            return
+        for cand in frame.queue_gets:
+            self.add(cand)
+        for sub in _own_nodes(node):
+            if isinstance(sub, ast.Name | ast.Attribute) and isinstance(sub.ctx, ast.Load):
+                parts = parts_of(sub)
+                container = self._container_of(parts, frame) if parts else None
+                if container is not None:
+                    self.s.marks.add((*container, LIVE_UPDATES.id))
 
 
 def _own_nodes(node: ast.AST):

@@ -77,6 +77,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             ast.AsyncWith: self._with, ast.Expr: self._expr, ast.For: self._for,
             ast.AsyncFor: self._for, ast.Import: self._import, ast.ImportFrom: self._importfrom,
             ast.Return: self._return, ast.Subscript: self._subscript,
+            ast.Yield: self._yield, ast.YieldFrom: self._yield,
         }
         self.method_handlers: dict[str, MethodHandler] = {
             "start": self._start, "join": self._join, "shutdown": self._join,
@@ -163,8 +164,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         self._finish_state(frame)
         self._finish_files(frame)
         self._finish_threads(frame)
-        if frame.queue_gets:
-            self._finish_queue_gets(frame, node)
+        if frame.queue_gets or frame.yields:
+            self._finish_streams(frame, node)
         if frame.lock_uses:
             self._finish_locks(frame, node)
         self._finish_values(frame, node)
@@ -439,6 +440,11 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             self._lookup_evidence(node)
         elif self.func is not None:
             self._queue_get(node, meth, recv)
+
+    def _yield(self, node: ast.Yield | ast.YieldFrom) -> None:
+        if self.func is not None:
+            self.func.yields = True
+        self.generic(node)
 
     def _subscript(self, node: ast.Subscript) -> None:
         if self.func is not None and isinstance(node.ctx, ast.Load):
