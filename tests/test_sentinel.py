@@ -101,6 +101,21 @@ def test_with_wait_sets_the_exporters_parameters_once() -> None:
     assert redisurl.with_wait("redis://h/0", 0) == "redis://h/0"
 
 
+def test_with_no_primary_a_command_fails_within_the_budget_not_retries_times_retries() -> None:
+    import redis
+
+    from migrate.embedded import free_port
+
+    # Nothing listens on these ports: every sentinel refuses, so no primary can be found.
+    url = f"redis+sentinel://127.0.0.1:{free_port()},127.0.0.1:{free_port()}/shop"
+    client = redisurl.client(url, socket_connect_timeout=1, retry=redisurl.failover_retry(1.0))
+    started = time.monotonic()
+    with pytest.raises(redis.exceptions.ConnectionError, match="no Redis primary answered"):
+        client.get("anything")
+    # One budget in all, though redis-py retries the connect inside the command's retries.
+    assert 1.0 <= time.monotonic() - started < 3.5
+
+
 # --- on a real Sentinel set ------------------------------------------------------------------
 
 
@@ -134,6 +149,8 @@ def test_export_to_a_sentinel_set_reaches_the_primary_and_its_replica(sentinel_s
     assert code == 0, out
     assert json.loads(out)["written"] == 20
     assert sentinel_set.password not in out
+    code, out = run("verify", "sessions", "--from", str(dump), "--redis", sentinel_set.url)
+    assert code == 0, out
     primary_port = sentinel_set.primary_port()
     replica = next(s for s in sentinel_set.servers if s.port != primary_port)
     for port in (primary_port, replica.port):
