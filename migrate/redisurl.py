@@ -93,8 +93,8 @@ def parse(url: str, cluster: bool = False) -> RedisURL:
     replicas, timeout = _wait_params(url, wait)
     if flavour == "sentinel":
         if cluster:
-            raise _bad(url, "--redis-cluster does not go with a Sentinel URL",
-                       "leave --redis-cluster out (the sentinels name one primary)")
+            raise _bad(url, "a Cluster (--redis-cluster, REDIS_CLUSTER=1) cannot be a Sentinel "
+                       "set", "leave that setting out (the sentinels name one primary)")
         return _parse_sentinel(url, parts, base == "rediss", query, replicas, timeout)
     if flavour == "cluster" or cluster:
         if replicas:
