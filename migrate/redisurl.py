@@ -77,8 +77,9 @@ def parse(url: str, cluster: bool = False) -> RedisURL:
 
     A malformed URL is a UsageError naming the problem and the fix (passwords masked).
     """
+    url = url.strip()
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
     except ValueError:
         raise UsageError("the Redis URL cannot be parsed: use redis://HOST:6379/0, "
                          f"redis+cluster://HOST:6379 or {SENTINEL_FORM}") from None
@@ -115,8 +116,8 @@ def _wait_params(url: str, wait: dict[str, str]) -> tuple[int, int]:
         timeout = int(wait.get("wait_timeout", "1000"))
     except ValueError:
         replicas = timeout = -1
-    if replicas < 0 or timeout < 0:
-        raise _bad(url, "wait_replicas and wait_timeout must be whole numbers >= 0",
+    if replicas < 0 or timeout < 1:  # WAIT's timeout 0 would wait forever: an export hangs
+        raise _bad(url, "wait_replicas must be a whole number >= 0 and wait_timeout >= 1",
                    "e.g. ?wait_replicas=1&wait_timeout=1000 (milliseconds)")
     return replicas, timeout
 
