@@ -1,22 +1,28 @@
 """What moving state out of the process costs per request: the before-shop beside the after.
 
 One run, on the embedded stores (redis-server and `rclone serve s3` on 127.0.0.1, free ports,
-SQLite files in a temporary folder), with gunicorn instances started by migrate.harness.cluster (one
-sync worker each, as in the tests):
+SQLite files in a temporary folder), with gunicorn instances started by migrate.harness.cluster:
+one before-instance and three after-instances (each one worker, as in the tests).
 
-  - latency: the journey's hot requests (catalog page, add to cart, view cart, account page,
-    product page) on the before-shop and the after-shop, one instance each, sent by logged-in
-    users (a requests.Session each), one request in flight at a time so the figure is the
-    service time, not time spent in a queue. Before and after are measured interleaved, request
-    by request (the order swapped every round), so a burst of other load on the machine hits
-    both alike. p50 and p99 per request; the target is after p50 <= before p50 + 1 ms.
-  - throughput: --users threads, each a logged-in user cycling through the same five requests
-    as fast as answers come, for --seconds (and at most --requests x 20 requests in all), on
-    the after-shop with one and with two instances (each user's requests go round-robin over
-    the instances, as through a balancer without sticky sessions), and on the before-shop with
-    one instance for reference. The three take turns for --rounds rounds; the best run of each
-    counts. Client, instances and stores share this machine's CPUs: each run reports the CPU
-    seconds each of them used, which says what limited it.
+  - cost per request: the journey's hot requests (catalog page, add to cart, view cart, account
+    page, product page) on the before-shop and on one after-instance, sent by logged-in users
+    (a requests.Session each), one request in flight at a time so the figure is the service
+    time, not time spent in a queue. Before and after are measured interleaved, request by
+    request (the order swapped every round), so a burst of other load on the machine hits both
+    alike. p50 and p99 per request, and the CPU each instance used per request (from
+    /proc/<pid>/stat, master and worker), against the targets: after p50 <= before p50 +
+    0.5 ms on every hot request; after CPU per request <= 1.1x before.
+  - scaling: --users threads, each a logged-in user cycling through the same five requests as
+    fast as answers come, for --seconds (and at most --requests x 20 requests in all), on 1, 2
+    and 3 after-instances (each user's requests go round-robin over them, as through a balancer
+    without sticky sessions) and on the before-instance for reference. The runs take turns for
+    --rounds rounds; the best of each counts. Client, instances, Redis and the S3 server share
+    this machine's CPUs: each run reports the CPU each of them used per request (the client's
+    own process time; every other process from /proc/<pid>/stat), which shows the scaling even
+    where the machine's cores cap requests/s.
+
+The Redis round trips per request are counted exactly by tests/test_request_cost.py; here the
+Redis server's commands per request are printed beside the CPU.
 
 Usage: .venv/bin/python benchmarks/requests.py [--requests 300] [--users 8] [--seconds 8]
        [--rounds 2] [--json]
@@ -44,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
+import redis  # noqa: E402
 import requests  # noqa: E402
 
 from migrate.harness.cluster import Cluster  # noqa: E402
@@ -54,7 +61,9 @@ USERS = [("alice", "wonderland"), ("bob", "builder")]
 PRODUCTS = 6  # the shops' seed catalog
 KINDS = ["catalog page", "add to cart", "view cart", "account page", "product page"]
 WARMUP = 20  # untimed rounds first: imports, caches, first connections to the stores
-TARGET_MS = 1.0
+TARGET_MS = 0.5  # after p50 <= before p50 + this, on every hot request
+TARGET_CPU = 1.1  # after-instance CPU per request <= this x the before-instance's
+AFTER_INSTANCES = 3
 
 
 class BenchmarkFailed(Exception):
@@ -124,6 +133,19 @@ class Latency:
 
 
 @dataclass
+class Cost:
+    """CPU per request of each side while the latency was measured (same requests, interleaved)."""
+
+    requests: int  # per shop
+    before_instance_ms: float
+    after_instance_ms: float
+    after_vs_before: float
+    target_met: bool
+    redis_ms: float  # the after-shop's Redis (the before-shop sends it nothing)
+    redis_commands: float  # per after-request, as Redis counted them
+
+
+@dataclass
 class Throughput:
     shop: str
     instances: int
@@ -131,10 +153,8 @@ class Throughput:
     requests: int
     seconds: float
     per_second: float
-    cpu_client_s: float
-    cpu_instances_s: float
-    cpu_stores_s: float
-    cpu_busy: float  # all three over (seconds x CPUs): near 1.0, the machine was the limit
+    cpu_ms_per_request: dict[str, float]  # client, instances, redis, s3
+    cpu_busy: float  # all CPU used over (seconds x CPUs): near 1.0, the machine was the limit
     served_by: dict[str, int] = field(default_factory=dict)
 
 
@@ -156,9 +176,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
-def measure_latency(before: list[User], after: list[User], rounds: int) -> list[Latency]:
+def redis_commands(url: str) -> int:
+    """Commands the Redis server has run so far (its own count)."""
+    return int(redis.Redis.from_url(url).info("stats")["total_commands_processed"])
+
+
+def measure_latency(before: list[User], after: list[User], rounds: int, pids: dict[str, list[int]],
+                    redis_url: str) -> tuple[list[Latency], Cost]:
+    """``rounds`` of the hot requests on each shop, interleaved; the CPU of the timed rounds."""
     samples: dict[str, dict[str, list[float]]] = {k: {"before": [], "after": []} for k in KINDS}
+    cpu: dict[str, float] = {}
+    commands = 0
     for n in range(WARMUP + rounds):
+        if n == WARMUP:
+            cpu = {side: cpu_seconds(p) for side, p in pids.items()}
+            commands = redis_commands(redis_url)
         b, a = before[n % len(before)], after[n % len(after)]
         for kind in KINDS:
             pair = [("before", b), ("after", a)]
@@ -166,6 +198,9 @@ def measure_latency(before: list[User], after: list[User], rounds: int) -> list[
                 seconds = user.send(kind)
                 if n >= WARMUP:
                     samples[kind][shop].append(seconds)
+    per = {side: (cpu_seconds(p) - cpu[side]) * 1000 / (rounds * len(KINDS))
+           for side, p in pids.items()}
+    commands = redis_commands(redis_url) - commands - 2  # less the two INFO calls
     rows = []
     for kind in KINDS:
         s = samples[kind]
@@ -173,15 +208,17 @@ def measure_latency(before: list[User], after: list[User], rounds: int) -> list[
         rows.append(Latency(kind, round(b50, 2), round(percentile(s["before"], 99), 2),
                             round(a50, 2), round(percentile(s["after"], 99), 2),
                             round(a50 - b50, 2), a50 <= b50 + TARGET_MS, len(s["before"])))
-    return rows
+    ratio = per["after"] / per["before"] if per["before"] else math.inf
+    cost = Cost(rounds * len(KINDS), round(per["before"], 3), round(per["after"], 3),
+                round(ratio, 2), ratio <= TARGET_CPU, round(per["redis"], 3),
+                round(commands / (rounds * len(KINDS)), 2))
+    return rows, cost
 
 
-def measure_throughput(shop: str, cluster: Cluster, store_pids: list[int], users: int,
+def measure_throughput(shop: str, urls: list[str], pids: dict[str, list[int]], users: int,
                        seconds: float, cap: int) -> Throughput:
-    """``users`` threads, each a logged-in user sending the hot requests in turn, bounded by
-    ``seconds`` and by ``cap`` requests in all."""
-    urls = cluster.urls
-    instance_pids = [p for p in (cluster.instance(i).pid for i in range(len(cluster))) if p]
+    """``users`` threads, each a logged-in user sending the hot requests in turn, round-robin
+    over ``urls``, bounded by ``seconds`` and by ``cap`` requests in all."""
     shoppers = [User(urls, i, seed=1000).login() for i in range(users)]
     for user in shoppers:  # warm every instance and session before the clock starts
         for kind in KINDS:
@@ -206,25 +243,26 @@ def measure_throughput(shop: str, cluster: Cluster, store_pids: list[int], users
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(users)]
     for thread in threads:
         thread.start()
-    cpu = (time.process_time(), cpu_seconds(instance_pids), cpu_seconds(store_pids))
+    client_cpu = time.process_time()
+    cpu = {side: cpu_seconds(p) for side, p in pids.items()}
     began = time.perf_counter()
     deadline[0] = began + seconds
     start.wait()
     for thread in threads:
         thread.join(seconds + 60)
     elapsed = time.perf_counter() - began
-    client_s = time.process_time() - cpu[0]
-    instances_s = cpu_seconds(instance_pids) - cpu[1]
-    stores_s = cpu_seconds(store_pids) - cpu[2]
+    used = {"client": time.process_time() - client_cpu}
+    used.update({side: cpu_seconds(p) - cpu[side] for side, p in pids.items()})
     if errors:
         raise BenchmarkFailed(f"{shop} x{len(urls)}: {len(errors)} user(s) stopped; first: "
                               f"{errors[0]}")
     total = sum(counts)
     served = sum((user.served for user in shoppers), Counter())
-    busy = (client_s + instances_s + stores_s) / (elapsed * (os.cpu_count() or 1))
+    busy = sum(used.values()) / (elapsed * (os.cpu_count() or 1))
     return Throughput(shop, len(urls), users, total, round(elapsed, 2),
-                      round(total / elapsed, 1), round(client_s, 2), round(instances_s, 2),
-                      round(stores_s, 2), round(busy, 2), dict(sorted(served.items())))
+                      round(total / elapsed, 1),
+                      {side: round(s * 1000 / max(1, total), 3) for side, s in used.items()},
+                      round(busy, 2), dict(sorted(served.items())))
 
 
 def progress(message: str, quiet: bool) -> None:
@@ -232,11 +270,11 @@ def progress(message: str, quiet: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300,
                         help="Timed requests per kind and shop for latency (default 300); "
-                             "throughput stops at 20x this many requests in all.")
+                             "each throughput run stops at 20x this many requests in all.")
     parser.add_argument("--users", type=int, default=8,
                         help="Logged-in users (threads) for throughput; latency rotates over "
                              "as many sessions (default 8).")
@@ -249,106 +287,134 @@ def main() -> int:
     args = parser.parse_args()
     if min(args.requests, args.users, args.rounds) < 1 or args.seconds <= 0:
         parser.error("--requests, --users and --rounds must be at least 1, --seconds above 0")
+    if args.seconds > 120 or args.requests > 10_000 or args.users > 64 or args.rounds > 10:
+        parser.error("keep it bounded: --seconds <= 120, --requests <= 10000, --users <= 64, "
+                     "--rounds <= 10")
+    return args
+
+
+def run_all(args: argparse.Namespace, quiet: bool) -> tuple[list[Latency], Cost,
+                                                            list[Throughput]]:
+    """Start the stores and the instances, measure, stop every server by its pid."""
+    clusters: list[Cluster] = []
+    with start_stores() as store_set:
+        stores = store_set.stores
+        store_pids = {"redis": [store_set.redis.pid] if store_set.redis else [],
+                      "s3": [store_set.s3.pid] if store_set.s3 else []}
+        run_dir, env = stores.run_dir, stores.app_env()
+        env = {**env, "SECRET_KEY": SECRET_KEY}
+        try:
+            progress(f"starting redis-server, rclone serve s3, 1 before-instance and "
+                     f"{AFTER_INSTANCES} after-instances (gunicorn) on 127.0.0.1", quiet)
+            for app, n in (("stateful", 1), ("stateless", AFTER_INSTANCES)):
+                name = f"{app}-x{n}"
+                clusters.append(Cluster(app, n, {**env, "DATABASE_URL":
+                                                 f"sqlite:///{run_dir / (name + '.db')}"},
+                                        run_dir / name).start())
+            before, after = clusters
+            pids = [[before.instance(0).pid]] + [[after.instance(i).pid]
+                                                 for i in range(AFTER_INSTANCES)]
+            users = args.users
+            progress(f"cost per request: {args.requests} timed requests of each kind per shop, "
+                     f"interleaved, over {users} logged-in sessions each", quiet)
+            latency, cost = measure_latency(
+                [User(before.urls, i, seed=1).login() for i in range(users)],
+                [User(after.urls[:1], i, seed=1).login() for i in range(users)],
+                args.requests, {"before": pids[0], "after": pids[1], **store_pids},
+                stores.redis_url)
+            configs = [("after", after.urls[:n], sum(pids[1:n + 1], []))
+                       for n in range(1, AFTER_INSTANCES + 1)]
+            configs.append(("before", before.urls, pids[0]))
+            runs: list[Throughput] = []
+            for round_ in range(args.rounds):  # the configurations take turns
+                for n, (shop, urls, instance_pids) in enumerate(configs):
+                    progress(f"scaling, round {round_ + 1}: {shop} x{len(urls)}, {users} users, "
+                             f"{args.seconds:g} s", quiet)
+                    run = measure_throughput(shop, urls, {"instances": instance_pids,
+                                                          **store_pids},
+                                             users, args.seconds, args.requests * 20)
+                    progress(f"  {run.per_second:,.1f} requests/s", quiet)
+                    if round_ == 0:
+                        runs.append(run)
+                    elif run.per_second > runs[n].per_second:
+                        runs[n] = run
+        finally:
+            for c in clusters:
+                c.stop_all()
+    return latency, cost, runs
+
+
+def print_report(args: argparse.Namespace, load: float, latency: list[Latency], cost: Cost,
+                 runs: list[Throughput], seconds: float) -> None:
+    cpus = os.cpu_count() or 1
+    print(f"\ncost per request, one instance each, one request in flight; {args.requests} "
+          f"samples per cell; {cpus} CPUs shared by client, servers and stores; load average "
+          f"{load:.2f} at start")
+    print(f"{'request':<14} {'before p50':>10} {'before p99':>10} {'after p50':>10} "
+          f"{'after p99':>10} {'after-before p50':>17}  target +{TARGET_MS:g} ms")
+    for row in latency:
+        print(f"{row.request:<14} {row.before_p50_ms:>8.2f}ms {row.before_p99_ms:>8.2f}ms "
+              f"{row.after_p50_ms:>8.2f}ms {row.after_p99_ms:>8.2f}ms "
+              f"{row.diff_p50_ms:>+14.2f} ms  {'met' if row.target_met else 'missed'}")
+    missed = [row.request for row in latency if not row.target_met]
+    print(f"target: after p50 <= before p50 + {TARGET_MS:g} ms on every hot request: "
+          f"{'met' if not missed else 'missed (' + ', '.join(missed) + ')'}")
+    print(f"instance CPU per request (the same {cost.requests} requests each): before "
+          f"{cost.before_instance_ms:.2f} ms, after {cost.after_instance_ms:.2f} ms = "
+          f"{cost.after_vs_before:.2f}x; target <= {TARGET_CPU:g}x: "
+          f"{'met' if cost.target_met else 'missed'}")
+    print(f"the after-shop's Redis: {cost.redis_ms:.3f} ms CPU and {cost.redis_commands:.2f} "
+          f"commands per request (round trips: tests/test_request_cost.py)")
+    print(f"\nscaling: {args.users} logged-in users, the five requests in turn, "
+          f"{args.seconds:g} s per run, best of {args.rounds} rounds taking turns")
+    print(f"{'shop':<7} {'instances':>9} {'requests':>9} {'requests/s':>11} {'vs x1':>6}   "
+          f"CPU ms/request: {'client':>6} {'instances':>9} {'redis':>6} {'s3':>5} "
+          f"{'total':>6}  machine busy")
+    one = runs[0].per_second or 1.0
+    for run in runs:
+        c = run.cpu_ms_per_request
+        ratio = f"{run.per_second / one:>5.2f}x" if run.shop == "after" else f"{'':>6}"
+        print(f"{run.shop:<7} {run.instances:>9} {run.requests:>9,} {run.per_second:>11,.1f} "
+              f"{ratio}   {'':15} {c['client']:>6.2f} {c['instances']:>9.2f} "
+              f"{c['redis']:>6.2f} {c['s3']:>5.2f} {sum(c.values()):>6.2f}  "
+              f"{run.cpu_busy:>11.0%}")
+    print(f"(on {cpus} CPUs all of these share, requests/s stops rising once the machine is busy; "
+          "flat CPU per request across 1-3 instances is what shows the after-shop scales out)")
+    if load > 0.5 * cpus:
+        print(f"note: load average {load:.2f} at start on {cpus} CPUs: other work was running "
+              "and skews these figures; rerun on a quiet machine to compare")
+    print(f"(whole run {seconds:.1f} s)")
+
+
+def main() -> int:
+    args = parse_args()
     quiet = args.json
     started = time.perf_counter()
     # SIGTERM as Ctrl-C: unwind, so every server started here is stopped by its pid.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load = os.getloadavg()[0]  # other work on the machine skews every figure: say how much
-    clusters: list[Cluster] = []
-
-    def cluster(app: str, instances: int, run_dir: Path, env: dict[str, str]) -> Cluster:
-        name = f"{app}-x{instances}"
-        env = {**env, "SECRET_KEY": SECRET_KEY,
-               "DATABASE_URL": f"sqlite:///{run_dir / (name + '.db')}"}
-        started_cluster = Cluster(app, instances, env, run_dir / name)
-        clusters.append(started_cluster)
-        return started_cluster.start()
-
     try:
-        with start_stores() as store_set:
-            stores = store_set.stores
-            store_pids = [p for p in (store_set.redis.pid if store_set.redis else None,
-                                      store_set.s3.pid if store_set.s3 else None) if p]
-            run_dir, env = stores.run_dir, stores.app_env()
-            try:
-                progress("starting redis-server, rclone serve s3, before x1, after x1 and "
-                         "after x2 (gunicorn, 1 sync worker each) on 127.0.0.1", quiet)
-                before = cluster("stateful", 1, run_dir, env)
-                after = cluster("stateless", 1, run_dir, env)
-                after2 = cluster("stateless", 2, run_dir, env)  # idle until its turn
-                users = max(1, args.users)
-                progress(f"latency: {args.requests} timed requests of each kind per shop, "
-                         f"interleaved, over {users} logged-in sessions each", quiet)
-                latency = measure_latency(
-                    [User(before.urls, i, seed=1).login() for i in range(users)],
-                    [User(after.urls, i, seed=1).login() for i in range(users)],
-                    args.requests)
-                cap = args.requests * 20
-                runs: list[Throughput] = []
-                configs = [("after", after), ("after", after2), ("before", before)]
-                for round_ in range(args.rounds):  # the configurations take turns
-                    for n, (shop, c) in enumerate(configs):
-                        progress(f"throughput, round {round_ + 1}: {shop} x{len(c)}, {users} "
-                                 f"users, {args.seconds:g} s", quiet)
-                        run = measure_throughput(shop, c, store_pids, users, args.seconds, cap)
-                        progress(f"  {run.per_second:,.1f} requests/s", quiet)
-                        if round_ == 0:
-                            runs.append(run)
-                        elif run.per_second > runs[n].per_second:
-                            runs[n] = run
-            finally:
-                for c in clusters:
-                    c.stop_all()
+        latency, cost, runs = run_all(args, quiet)
     except BenchmarkFailed as exc:
         print(f"benchmark stopped: {exc}", file=sys.stderr)
         return 1
-
-    ratio = runs[1].per_second / runs[0].per_second if runs[0].per_second else 0.0
+    seconds = time.perf_counter() - started
     missed = [row.request for row in latency if not row.target_met]
-    result = {
-        "cpus": os.cpu_count(),
-        "load_average_at_start": round(load, 2),
-        "requests_per_kind": args.requests,
-        "users": args.users,
-        "seconds_per_throughput_run": args.seconds,
-        "throughput_rounds": args.rounds,
-        "latency": [asdict(row) for row in latency],
-        "target": f"after p50 <= before p50 + {TARGET_MS:g} ms",
-        "target_met": not missed,
-        "throughput": [asdict(run) for run in runs],
-        "after_two_vs_one": round(ratio, 2),
-        "total_seconds": round(time.perf_counter() - started, 1),
-    }
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({
+            "cpus": os.cpu_count(), "load_average_at_start": round(load, 2),
+            "requests_per_kind": args.requests, "users": args.users,
+            "seconds_per_throughput_run": args.seconds, "throughput_rounds": args.rounds,
+            "latency": [asdict(row) for row in latency],
+            "latency_target": f"after p50 <= before p50 + {TARGET_MS:g} ms",
+            "latency_target_met": not missed,
+            "cpu_per_request": asdict(cost),
+            "cpu_target": f"after instance CPU per request <= {TARGET_CPU:g}x before",
+            "throughput": [asdict(run) for run in runs],
+            "total_seconds": round(seconds, 1),
+        }, indent=2))
         return 0
-    print(f"\nlatency, one instance each, one request in flight; {args.requests} samples per "
-          f"cell; {os.cpu_count()} CPUs shared by client, servers and stores; load average "
-          f"{load:.2f} at start")
-    print(f"{'request':<14} {'before p50':>10} {'before p99':>10} {'after p50':>10} "
-          f"{'after p99':>10} {'after-before p50':>17}  target")
-    for row in latency:
-        print(f"{row.request:<14} {row.before_p50_ms:>8.2f}ms {row.before_p99_ms:>8.2f}ms "
-              f"{row.after_p50_ms:>8.2f}ms {row.after_p99_ms:>8.2f}ms "
-              f"{row.diff_p50_ms:>+14.2f} ms  {'met' if row.target_met else 'missed'}")
-    verdict = "met" if not missed else f"missed ({', '.join(missed)})"
-    print(f"target: after p50 <= before p50 + {TARGET_MS:g} ms: {verdict}")
-    print(f"\nthroughput, {args.users} logged-in users, the five requests in turn, "
-          f"{args.seconds:g} s per run, best of {args.rounds} rounds taking turns")
-    print(f"{'shop':<8} {'instances':>9} {'requests':>9} {'seconds':>8} {'requests/s':>11}   "
-          f"CPU s: {'client':>6} {'instances':>9} {'stores':>6}  instance CPU/request  "
-          f"machine busy")
-    for run in runs:
-        print(f"{run.shop:<8} {run.instances:>9} {run.requests:>9,} {run.seconds:>8.2f} "
-              f"{run.per_second:>11,.1f}   {'':6} {run.cpu_client_s:>6.1f} "
-              f"{run.cpu_instances_s:>9.1f} {run.cpu_stores_s:>6.1f}  "
-              f"{run.cpu_instances_s * 1000 / max(1, run.requests):>17.2f} ms  "
-              f"{run.cpu_busy:>11.0%}")
-    print(f"after, 2 instances vs 1: {ratio:.2f}x")
-    if load > 0.5 * (os.cpu_count() or 1):
-        print(f"note: load average {load:.2f} at start on {os.cpu_count()} CPUs: other work "
-              "was running and skews these figures; rerun on a quiet machine to compare")
-    print(f"(whole run {result['total_seconds']} s)")
+    print_report(args, load, latency, cost, runs, seconds)
     return 0
 
 
