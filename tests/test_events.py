@@ -4,7 +4,10 @@ two real gunicorn instances, where the events live: one process (before) or Redi
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -103,9 +106,11 @@ def test_a_reconnect_gets_what_it_missed_and_an_unknown_id_replays_from_the_olde
     oldest, last = whole.events[0][0], whole.events[-1][0]
 
     second = place_order(client)
-    resumed = stream_text(client, last_id=last)
+    run_mail_jobs(app)
+    resumed = wait_until(lambda: (s := stream_text(client, last_id=last)) and len(s.events) == 2
+                         and s, "the second order's events", timeout=10)
     assert resumed.notices == [] and [(o, s) for _, o, s in resumed.events] == [
-        (second, "placed")]
+        (second, "placed"), (second, "confirmed")]
 
     # Unknown, malformed or hostile ids: everything kept, and a notice that says so; no 500.
     for bad in ("99999999999999999999-0", "99999999999999999999", "not-an-id", "1-0-0" * 50):
@@ -268,3 +273,41 @@ def test_after_events_reach_every_instance_and_a_killed_instances_client_misses_
     # It came back to B with the id of the last event it had seen on A.
     assert any(url == b and last is not None for url, last in moving.connections)
     assert moving.stream.notices == [] and moving.stream.retry
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="Debian chromium not installed: .ci/run installs it")
+def test_the_live_page_in_a_browser_turns_confirmed_when_the_worker_sends_the_mail(
+        start_cluster):
+    from playwright.sync_api import expect, sync_playwright
+
+    cluster = start_cluster("stateless", 2)
+    a, b = cluster.urls
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"))
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{a}/login")
+            page.fill("input[name=username]", "alice")
+            page.fill("input[name=password]", "wonderland")
+            page.click("main form button")
+            page.goto(f"{a}/product/1")
+            os.kill(cluster.worker.pid, signal.SIGSTOP)  # no mail until the page is watching
+            try:
+                page.click("form[action='/cart/add'] button")
+                page.click("form[action='/checkout'] button")
+                order_id = page.url.rsplit("/", 1)[1]
+                # The same origin's cookie, another instance (host cookies ignore the port).
+                page.goto(f"{b}/orders/{order_id}/live")
+                expect(page.locator("#status")).to_have_text("placed")
+                expect(page.locator("#connection")).to_have_text("live")
+            finally:
+                os.kill(cluster.worker.pid, signal.SIGCONT)
+            expect(page.locator("#status")).to_have_text("confirmed")
+            expect(page.locator("#updates li").last).to_contain_text("confirmed (event ")
+        finally:
+            browser.close()
+    for i in range(len(cluster)):
+        cluster.kill(i)  # at once: a graceful stop would wait for the stream the page left open

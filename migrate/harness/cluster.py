@@ -238,9 +238,12 @@ class Cluster:
         folder = self.run_dir / inst.name
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         spec = APPS.get(inst.app, inst.app)
-        # gthread: a live-updates stream holds a thread, the others serve pages meanwhile.
+        # gthread: a live-updates stream holds a thread, the others serve pages meanwhile; no
+        # keep-alive, as with the sync worker: a stopping instance has no idle connection to wait
+        # for (gthread lingers 2 s on one).
         command = gunicorn_command(spec, f"127.0.0.1:{inst.port}", "--graceful-timeout", "5",
-                                   "--timeout", "60", "--worker-class", "gthread", "--threads", "8")
+                                   "--timeout", "60", "--worker-class", "gthread", "--threads", "8",
+                                   "--keep-alive", "0")
         env = self._child_env(INSTANCE_NAME=inst.name, INSTANCE_PATH=str(folder))
         inst.process = self._popen(command, f"{inst.name}.log", env)
 
