@@ -38,7 +38,8 @@ class FuncFrame:
 
     __slots__ = ("info", "locals", "globals", "mutations", "writes", "threads", "joined",
                  "removed", "temps", "files", "thread_vars", "stores", "bound", "returns",
-                 "call_attrs", "random_seen", "queue_gets", "lock_uses", "yields")
+                 "call_attrs", "random_seen", "queue_gets", "lock_uses", "yields",
+                 "value_writes", "acquires")
 
     def __init__(self, info: FuncInfo) -> None:
         self.info = info
@@ -60,6 +61,8 @@ class FuncFrame:
         self.queue_gets: list[Candidate] = []
         self.lock_uses = False
         self.yields = False
+        self.value_writes = False
+        self.acquires = False
 
 
 class ClassFrame:

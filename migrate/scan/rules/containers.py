@@ -148,14 +148,13 @@ class ContainerRules(WalkerBase):
             recv, keys = node.value, [node.slice]
         else:
             return
-        if not keys or not self._tokenish(keys[0], TRACE_DEPTH):
+        if not keys or isinstance(recv, ast.Call):
             return
         parts = parts_of(recv)
-        if not parts or isinstance(recv, ast.Call):
-            return
-        container = self._container_of(parts, func)
-        if container is not None:
-            self.s.container_rules.setdefault(container, TOKEN_STORE.id)
+        container = self._container_of(parts, func) if parts else None
+        if container is not None and container not in self.s.container_rules \
+                and self._tokenish(keys[0], TRACE_DEPTH):
+            self.s.container_rules[container] = TOKEN_STORE.id
 
     def _container_of(self, parts: list[str], func: FuncFrame) -> tuple[str, str] | None:
         """The container a name refers to, keyed as ``Candidate.container`` is."""

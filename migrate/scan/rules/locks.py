@@ -143,25 +143,24 @@ class LockRules(WalkerBase):
                 self.func.info.db_write = True
 
     def _note_class_locks(self, node: ast.ClassDef, qualname: str) -> None:
-        """``LOCK = Lock()`` in a class body, ``self._lock = Lock()`` in its methods."""
+        """``LOCK = Lock()`` in a class body."""
         for stmt in node.body:
             if isinstance(stmt, ast.Assign) and self._is_lock(stmt.value):
                 for target in stmt.targets:
                     if isinstance(target, ast.Name):
                         self.s.locks.add(f"{qualname}.{target.id}")
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Assign) and self._is_lock(sub.value):
-                for target in sub.targets:
-                    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
-                            and target.value.id == "self":
-                        self.instance_locks.setdefault(qualname, set()).add(target.attr)
+
+    def _note_instance_lock(self, attr: str, value: ast.AST | None) -> None:
+        """``self._lock = Lock()`` in a method (``__init__`` comes first, most often)."""
+        if self.cls is not None and self._is_lock(value):
+            self.instance_locks.setdefault(self.cls.qualname, set()).add(attr)
 
     def _is_lock(self, value: ast.AST | None) -> bool:
         return isinstance(value, ast.Call) and (self.qual(value.func) or "") in LOCK_CALLS
 
     def _acquire(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
         if self.func is not None:
-            self.func.lock_uses = True
+            self.func.lock_uses = self.func.acquires = True
 
     def finish_locks(self) -> None:
         """Module-level locks and shared values, for other modules' uses of them."""
@@ -175,12 +174,14 @@ class LockRules(WalkerBase):
     # the function's code under locks
 
     def _finish_locks(self, frame: FuncFrame, node: ast.AST) -> None:
-        nonlocals = {n for sub in _own_nodes(node) if isinstance(sub, ast.Nonlocal)
-                     for n in sub.names}
-        for held, body, where in _held_regions(node):
+        nonlocals: set[str] | None = None
+        for held, body, where in _held_regions(node, frame.acquires):
             ref = self._lock_ref(held, frame)
             if ref is None:
                 continue
+            if nonlocals is None:
+                nonlocals = {n for sub in _own_nodes(node) if isinstance(sub, ast.Nonlocal)
+                             for n in sub.names}
             lock, kind, target, target_kind = ref
             changed, containers, row_write = self._read_then_written(body, frame, nonlocals)
             access = {db_access(sub) for stmt in body for sub in ast.walk(stmt)
@@ -284,6 +285,8 @@ class LockRules(WalkerBase):
 
     def _finish_values(self, frame: FuncFrame, node: ast.AST) -> None:
         """``HITS.value += 1`` on a module-level ``multiprocessing.Value`` (one host only)."""
+        if not frame.value_writes:
+            return
         for sub in _own_nodes(node):
             targets = sub.targets if isinstance(sub, ast.Assign) else \
                 [sub.target] if isinstance(sub, ast.AugAssign) else []
@@ -302,13 +305,16 @@ class LockRules(WalkerBase):
                         target_kind="shared_values"))
 
 
-def _held_regions(node: ast.AST) -> Iterator[tuple[ast.AST, list[ast.stmt], ast.AST]]:
+def _held_regions(node: ast.AST, acquires: bool
+                  ) -> Iterator[tuple[ast.AST, list[ast.stmt], ast.AST]]:
     """(lock expression, the statements held under it, where it is taken) in a function:
-    ``with LOCK:`` and ``LOCK.acquire()`` up to its ``release()``."""
+    ``with LOCK:``, and (``acquires``) ``LOCK.acquire()`` up to its ``release()``."""
     for sub in (node, *_own_nodes(node)):
         if isinstance(sub, ast.With | ast.AsyncWith):
             for item in sub.items:
                 yield item.context_expr, sub.body, sub
+        if not acquires:
+            continue
         if isinstance(sub, ast.If) and _acquired(sub.test) is not None:
             yield _acquired(sub.test), sub.body, sub  # type: ignore[misc]
         for field in ("body", "orelse", "finalbody"):

@@ -279,6 +279,7 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
             elif (self.cls is not None and self.func is not None
                   and isinstance(target.value, ast.Name) and target.value.id == "self"):
                 self.cls.instance_attrs.add(target.attr)
+                self._note_instance_lock(target.attr, value)
                 if mutable_kind(value):
                     self.cls.instance_mutables.add(target.attr)
         elif isinstance(target, ast.Tuple | ast.List):
@@ -315,7 +316,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
                     func.files |= names_in(target)
 
     def _with(self, node: ast.With | ast.AsyncWith) -> None:
-        if self.func is not None:
+        if self.func is not None and any(isinstance(i.context_expr, ast.Name | ast.Attribute)
+                                         for i in node.items):  # with LOCK: (not open(...))
             self.func.lock_uses = True
         for item in node.items:
             ctx = item.context_expr
@@ -370,6 +372,8 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
         if node.attr == "files" and isinstance(value, ast.Name) and value.id == "request":
             self.files_seen += 1
         if func is not None:
+            if node.attr == "value" and isinstance(node.ctx, ast.Store):
+                func.value_writes = True
             if isinstance(value, ast.Name):
                 func.info.attrs.add((value.id, node.attr))
             elif isinstance(value, ast.Call):  # make().save(): a method of what make returns
