@@ -218,6 +218,8 @@ def test_a_file_that_shrinks_after_it_was_hashed_is_reported_without_a_stall(
     src.mkdir()
     for name in ("shrinks.bin", "fine.bin"):  # above 8 MiB: one PUT streamed from the file
         (src / name).write_bytes(os.urandom(9 * MIB))
+    # Streamed, not read into memory (as past BUFFER_MAX with a raised --multipart-threshold).
+    monkeypatch.setattr(send_module, "BUFFER_MAX", 0)
     hashed = send_module.large_digests
 
     def then_shrink(path: str, size: int, multipart: bool = True):
@@ -233,6 +235,38 @@ def test_a_file_that_shrinks_after_it_was_hashed_is_reported_without_a_stall(
     assert result.uploaded == 1 and problem.path.endswith("shrinks.bin"), result.problems
     assert problem.status == "failed" and "changed" in problem.reason, problem
     assert list(bucket_keys(s3_server, "hostile-shrink")) == ["fine.bin"]
+
+
+def test_a_file_read_into_memory_is_sent_as_read_whatever_happens_to_it_after(
+        tmp_path: Path, s3_server, s3_env, monkeypatch) -> None:
+    src = tmp_path / "uploads"
+    src.mkdir()
+    read_as = {name: os.urandom(9 * MIB) for name in ("rewritten.bin", "shrinks.bin")}
+    for name, data in read_as.items():  # 8-64 MiB: one read into memory, one PUT from it
+        (src / name).write_bytes(data)
+    read = send_module.read_with_digests
+    reads: list[str] = []
+
+    def then_change(path: str, size: int):
+        reads.append(os.path.basename(path))
+        body, digests = read(path, size)
+        if path.endswith("rewritten.bin"):
+            Path(path).write_bytes(os.urandom(size))  # rewritten in place once read
+        else:
+            os.truncate(path, MIB)
+        return body, digests
+
+    monkeypatch.setattr(send_module, "read_with_digests", then_change)
+    monkeypatch.setattr(send_module, "large_digests", None)  # no second pass over the file
+    result = finishes(lambda: export_files(
+        [src], "s3://hostile-read-once", endpoint_url=s3_server.url, create_bucket=True), [])
+    assert result.ok and result.uploaded == 2 and sorted(reads) == sorted(read_as)
+    client = s3_server.client()
+    for name, data in read_as.items():  # the bytes hashed are the bytes sent: a snapshot
+        got = client.get_object(Bucket="hostile-read-once", Key=name)
+        assert got["Body"].read() == data
+        meta = {k.lower(): v for k, v in got["Metadata"].items()}  # rclone capitalises
+        assert meta["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def test_a_multipart_file_that_shrinks_after_it_was_hashed_is_reported_as_changed(

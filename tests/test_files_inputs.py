@@ -68,6 +68,49 @@ def test_a_damaged_state_file_is_ignored_line_by_line(tmp_path: Path, s3_server,
     assert again.ok and again.skipped == 5 and again.uploaded == 0
 
 
+def test_the_state_file_is_trusted_only_for_the_same_unchanged_inode(
+        tmp_path: Path, s3_server, s3_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "uploads"
+    src.mkdir()
+    for name in ("kept.txt", "rewritten.txt", "swapped.txt"):
+        (src / name).write_bytes(b"version-1 " + name.encode())
+    state = tmp_path / "state.ndjson"
+    first = export_files([src], "s3://shop-inode", endpoint_url=s3_server.url,
+                         create_bucket=True, state_file=state)
+    assert first.uploaded == 3
+    # Same size and mtime, other bytes: rewritten in place and its mtime set back (cp -p,
+    # rsync -t), or another file renamed over it. Only the inode and ctime tell.
+    for name, how in (("rewritten.txt", "in place"), ("swapped.txt", "rename")):
+        path = src / name
+        st = path.stat()
+        data = b"version-2 " + name.encode()
+        if how == "in place":
+            path.write_bytes(data)
+        else:
+            (tmp_path / name).write_bytes(data)
+            os.replace(tmp_path / name, path)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert path.stat().st_size == st.st_size
+    import migrate.files.plan as plan_module
+
+    hashed: list[str] = []
+    digests = plan_module.file_digests
+
+    def counted(path: str, size: int, threshold: int):
+        hashed.append(os.path.basename(path))
+        return digests(path, size, threshold)
+
+    monkeypatch.setattr(plan_module, "file_digests", counted)
+    again = export_files([src], "s3://shop-inode", endpoint_url=s3_server.url,
+                         state_file=state)
+    assert (again.uploaded, again.skipped) == (2, 1)
+    assert sorted(hashed) == ["rewritten.txt", "swapped.txt"]  # the kept file is not read
+    client = s3_server.client()
+    for name in ("rewritten.txt", "swapped.txt"):
+        body = client.get_object(Bucket="shop-inode", Key=name)["Body"].read()
+        assert body == b"version-2 " + name.encode()
+
+
 def test_a_chunk_folder_with_a_symlinked_chunk_or_an_oversized_upload_json_is_refused(
         tmp_path: Path) -> None:
     chunks = tmp_path / "uploads" / "chunks"

@@ -89,6 +89,35 @@ class LargeDigests:
     part_md5s: list[bytes]  # each part's MD5 (its Content-MD5); empty: one streamed PUT
 
 
+def read_with_digests(path: str, size: int, block: int = 4 * MIB) -> tuple[bytearray, LargeDigests]:
+    """The file's ``size`` bytes and their digests (sha256 and MD5), in ONE read of the file.
+
+    Each block is hashed as it arrives, while it is still in the CPU cache, the sha256 on a
+    helper thread beside the MD5 (hashlib lets go of the GIL), and the bytes are sent from
+    memory afterwards: what is sent is exactly what was hashed, read once. ``walk.Changed``
+    when the file is not ``size`` bytes any more, or shrinks or grows while it is read.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    buf = bytearray(size)
+    view = memoryview(buf)
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    with open(open_regular(path, size), "rb", buffering=0) as f, ThreadPoolExecutor(1) as helper:
+        done = 0
+        while done < size:
+            n = f.readinto(view[done:done + block])
+            if not n:
+                raise changed(size, "it shrank while it was read")
+            chunk = view[done:done + n]
+            hashed = helper.submit(sha.update, chunk)
+            md5.update(chunk)
+            hashed.result()
+            done += n
+        if f.read(1):
+            raise changed(size, "it grew while it was read")
+    return buf, LargeDigests(sha.hexdigest(), base64.b64encode(md5.digest()).decode(), [])
+
+
 def large_digests(path: str, size: int, multipart: bool = True) -> LargeDigests:
     """Every digest a large upload needs, in one streamed read of the file.
 

@@ -1,11 +1,12 @@
 """Deciding, file by file, what is already in the bucket and what must be sent.
 
-A listed object of the same size is confirmed by the state file (size, mtime and ETag as
-remembered: no read of the file), else by the file's checksum against the listed ETag (or, for
-a multipart ETag made with another part size, the object's ``sha256`` metadata). One key found
-in two sources (two instances' folders) is sent once: equal content is a duplicate, different
-content is superseded by the newest file. Two different names that map to one key (``a\\b``
-beside ``a/b``, NFC and NFD spellings) are a collision: each is reported, none is sent.
+A listed object of the same size is confirmed by the state file (the same inode, size, mtime,
+ctime and ETag as remembered: no read of the file), else by the file's checksum against the
+listed ETag (or, for a multipart ETag made with another part size, the object's ``sha256``
+metadata). One key found in two sources (two instances' folders) is sent once: equal content
+is a duplicate, different content is superseded by the newest file. Two different names that
+map to one key (``a\\b`` beside ``a/b``, NFC and NFD spellings) are a collision: each is
+reported, none is sent.
 """
 
 from __future__ import annotations
@@ -52,8 +53,7 @@ def plan(entries: list[Entry], listing: dict[str, tuple[int, str]], state: dict[
                 todo.append(entry)
                 continue
             known = state.get(entry.path)
-            if known and known.size == entry.size and known.mtime_ns == entry.mtime_ns and (
-                    listed[1] in known.etags.split()):
+            if known and known.matches(entry) and listed[1] in known.etags.split():
                 # Known already: no new state line (the file would only grow on every run).
                 record(FileRecord(entry.path, key, entry.size, known.sha256, SKIPPED), entry)
             elif not _confirmed(entry, listed[1], threshold, record, heads):

@@ -2,13 +2,18 @@
 
 - below ``SMALL_MAX``: read whole in a worker process and sent in one PUT, batches of them
   spread over a few processes (``workers``);
-- up to the multipart threshold: one PUT streamed from the file (memory stays flat);
-- at or above it: a multipart upload, its parts in parallel.
+- up to the multipart threshold (and ``BUFFER_MAX``): read once into memory, hashed as it is
+  read, and sent from memory in one PUT: one read per byte;
+- past ``BUFFER_MAX`` with a raised threshold: one PUT streamed from the file after a hashing
+  pass (memory stays flat);
+- at or above the threshold: a multipart upload, its parts in parallel, after one pass that
+  computes every digest (sha256, the whole file's MD5, each part's MD5): S3 fixes an object's
+  metadata, its sha256 included, when the upload is created, so the parts are read again.
 
 Every PUT carries ``Content-MD5`` (checked by every S3 server) and the metadata ``sha256`` and
 ``mtime``. Large files travel on threads in this process while the small ones go through the
-workers; a large file is hashed while the one before it travels (two at most, so memory stays
-bounded by 2 x part threads x part size).
+workers; a large file is read and hashed while the one before it travels (two at most, so
+memory stays bounded by 2 x ``BUFFER_MAX``, or 2 x part threads x part size).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from migrate.errors import CheckFailed, ConnectionFailure
 from migrate.files import workers
-from migrate.files.digests import LargeDigests, large_digests, part_size_for
+from migrate.files.digests import LargeDigests, large_digests, part_size_for, read_with_digests
 from migrate.files.transfer import (
     MIB,
     RETRYABLE,
@@ -45,7 +50,8 @@ from migrate.files.walk import (
     open_regular,
 )
 
-SMALL_MAX = 8 * MIB  # below: read whole in a worker process; above: streamed from the file
+SMALL_MAX = 8 * MIB  # below: read whole in a worker process; above: on threads here
+BUFFER_MAX = 64 * MIB  # a single PUT up to this size is read once into memory and sent from it
 LOST = "not attempted: the S3 endpoint stopped answering"
 _endpoint_lost = threading.Event()  # per process: once the endpoint is gone, stop trying
 
@@ -187,29 +193,38 @@ def _unread(exc: OSError | Changed) -> str:
 
 
 def _send_large(large: list[Entry], jobs: int, threshold: int, record: RecordFn) -> None:
-    """A pipeline: this thread hashes file k+1 while file k travels; two files at most."""
+    """A pipeline: this thread reads and hashes file k+1 while file k travels; two files at
+    most (each holding a slot from its read to its last byte sent)."""
     part_threads = max(2, min(jobs, 8) // 2)
     slots = threading.Semaphore(2)
     with ThreadPoolExecutor(2) as pool:
         for entry in large:
+            slots.acquire()
+            body: bytearray | None = None
             try:
-                digests = large_digests(entry.path, entry.size,
-                                        multipart=entry.size >= threshold)
+                if entry.size < min(threshold, BUFFER_MAX + 1):
+                    body, digests = read_with_digests(entry.path, entry.size)
+                else:
+                    digests = large_digests(entry.path, entry.size,
+                                            multipart=entry.size >= threshold)
             except (OSError, Changed) as exc:
+                slots.release()
                 reason = _unread(exc)
                 record(FileRecord(entry.path, entry.key, entry.size, None, FAILED, reason),
                        entry)
                 continue
-            slots.acquire()
-            future = pool.submit(_send_one_large, entry, digests, part_threads, record)
+            future = pool.submit(_send_one_large, entry, digests, part_threads, record, body)
+            del body  # the pool's task holds it until sent
             future.add_done_callback(lambda _f: slots.release())
 
 
 def _send_one_large(entry: Entry, digests: LargeDigests, part_threads: int,
-                    record: RecordFn) -> None:
+                    record: RecordFn, body: bytearray | None = None) -> None:
     try:
         if digests.part_md5s:
             sha, etag = put_multipart(entry, digests, part_threads)
+        elif body is not None:
+            sha, etag = put_buffered(entry, body, digests)
         else:
             sha, etag = put_streamed(entry, digests)
         record(FileRecord(entry.path, entry.key, entry.size, sha, UPLOADED), entry, etag)
@@ -222,6 +237,22 @@ def _send_one_large(entry: Entry, digests: LargeDigests, part_threads: int,
     except Exception as exc:  # noqa: BLE001 - reported per file, the rest goes on
         record(FileRecord(entry.path, entry.key, entry.size, None, FAILED,
                           f"refused by the server: {exc}"), entry)
+
+
+def put_buffered(entry: Entry, body: bytearray, digests: LargeDigests) -> tuple[str, str]:
+    """One PUT of a file read once into memory (``digests.read_with_digests``): signed with
+    its sha256, checked by its Content-MD5; retried from memory, not from the file."""
+    headers = _meta_headers(entry.path, digests.sha256, entry.mtime_ns)
+    headers["content-md5"] = digests.md5_b64
+    md5_hex = base64.b64decode(digests.md5_b64).hex()
+    s3 = workers.client()
+
+    def put() -> str:
+        _, head, _ = s3.request("PUT", entry.key, headers=headers, body=body,
+                                payload_sha256=digests.sha256)
+        return checked_etag(head, md5_hex)
+
+    return digests.sha256, with_retries(put, s3)
 
 
 def put_streamed(entry: Entry, digests: LargeDigests) -> tuple[str, str]:

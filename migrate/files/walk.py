@@ -54,6 +54,10 @@ class Entry:
     key: str
     size: int
     mtime_ns: int
+    # Which file it is and when its inode last changed (no one can set ctime back, as mtime
+    # can be): a state line is trusted only for the very same, unchanged file. 0: unknown.
+    inode: int = 0
+    ctime_ns: int = 0
 
 
 # record(FileRecord, entry=None, etag=""): counts a record, writes its manifest and state lines.
@@ -172,7 +176,8 @@ class _Walker:
             return
         if len(key) != len(self.key_prefix) + len(rel) or not key.endswith(rel):
             self.found.names[path] = rel  # the key spells it otherwise: it may collide
-        self.found.entries.append(Entry(path, key, st.st_size, st.st_mtime_ns))
+        self.found.entries.append(Entry(path, key, st.st_size, st.st_mtime_ns, st.st_ino,
+                                        st.st_ctime_ns))
 
 
 def collided(group: list[Entry], names: dict[str, str]) -> bool:
