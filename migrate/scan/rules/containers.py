@@ -34,14 +34,30 @@ RULES = (
          "there) and every token is gone when the process restarts",
          "issue signed tokens (PyJWT: short-lived, key from config, `kid` for rotation) that "
          "any instance verifies without a lookup, and revoke through a Redis denylist; "
-         "`migrate export-sessions` moves the live tokens (hashed) from the bridge"),
+         "`migrate export-sessions` moves the live tokens (hashed) from the bridge",
+         "Reported where a container that lives as long as the process (module level, a class "
+         "attribute, a module-level object's, an attribute of the app) is changed while "
+         "serving requests, when its name says token or API key (TOKENS, api_keys, a JWT "
+         "blocklist or denylist, revoked) or it is keyed by a token (secrets.token_*, the "
+         "Authorization or X-API-Key header, request.authorization), wherever in the project "
+         "that is seen. Not reported: a token dict only read while serving requests (filled "
+         "from configuration or at start-up), a dict local to the view, g.token, the app's "
+         "extensions (the app's own objects)."),
     Rule("live-updates", "error", "Live-update subscribers or message history kept in this "
                                   "process",
          "an event raised on one instance reaches only the clients connected to that "
          "instance, and a client that reconnects elsewhere misses what happened meanwhile",
          "publish events through Redis (Streams: XADD, readers XREAD from their "
          "Last-Event-ID on any instance; or Pub/Sub plus a replay list; Flask-SocketIO: "
-         "message_queue=REDIS_URL); nothing to move (clients reconnect and replay)"),
+         "message_queue=REDIS_URL); nothing to move (clients reconnect and replay)",
+         "Reported where a container that lives as long as the process is changed while "
+         "serving requests, when it holds subscribers (queue.Queue, asyncio.Queue, a "
+         "WebSocket, a Socket.IO request.sid), its name says so (listeners, subscribers, "
+         "watchers, ws), or it is a message history (a deque a stream reads, or one named "
+         "history, events, messages, backlog, ... beside subscribers); and where a streaming "
+         "response (a generator, a WebSocket handler) waits on a module-level queue. Not "
+         "reported: listeners registered at start-up, a queue whose reader is a worker thread "
+         "(background-thread judges the thread), a deque no stream reads (module-state)."),
 )
 TOKEN_STORE, LIVE_UPDATES = RULES
 

@@ -52,7 +52,18 @@ RULES = (
          "read-modify-write at the same moment (stock oversold, updates lost)",
          "make it one atomic step in the shared store: a conditional UPDATE (SET stock = "
          "stock - :n WHERE id = :id AND stock >= :n, then check the row count), or a Redis "
-         "Lua script or lock; nothing to move"),
+         "Lua script or lock; nothing to move",
+         "Reported where a process-wide lock (module level, a class attribute, a module-level "
+         "object's, a closure of the app factory; threading, multiprocessing, asyncio, gevent "
+         "or a FileLock) is taken in request-reachable code around a read then a write of the "
+         "database (directly or through the project's functions) or of a global or "
+         "module-level container; and a multiprocessing.Value written while serving requests. "
+         "Not reported, by design: a lock made in the function that takes it; code under the "
+         "lock that only reads, or only appends without reading first; a fill-if-absent or a "
+         "lazy initialisation (each process wants its own); a read-modify-write of a cache "
+         "(a name that says cache or memo) or of live-update subscribers (per-process by "
+         "nature; module-state, process-cache and live-updates judge them); one UPDATE the "
+         "database makes atomic; Redis or other network calls under the lock (not followed)."),
 )
 PROCESS_LOCK = RULES[0]
 
