@@ -6,7 +6,7 @@ rich: about 210,000 lines), copied into a temporary folder so every tool sees ex
 files (ruff skips folders named site-packages by default). Each tool runs as its own process
 and the wall time includes start-up:
 
-  - ``migrate scan TREE --include-tests --format json --fail-on never`` (all twelve rules,
+  - ``migrate scan TREE --include-tests --format json --fail-on never`` (every rule,
     request reachability across modules); default --jobs, then --jobs 1;
   - ``ruff check --select PLW0603`` (the `global` statement only; Rust, all cores, no cache);
   - ``pylint --disable=all --enable=W0603`` (the same check; astroid, one process).

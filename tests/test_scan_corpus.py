@@ -60,7 +60,7 @@ def test_the_corpus_covers_every_rule_and_has_look_alikes(score):
     assert labelled == set(RULES)
     cases = bench.cases()
     clean = [c for c in cases if c.name.startswith("clean")]
-    assert len(clean) >= 7 and score.labels >= 60
+    assert len(clean) >= 15 and score.labels >= 100
     for case in cases:
         labels = bench.labels_of(case)
         assert bool(labels) != case.name.startswith("clean"), case.name

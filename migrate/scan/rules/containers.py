@@ -74,9 +74,10 @@ SUBSCRIBER_VALUE_WORDS = frozenset({"ws", "websocket", "socket", "subscriber", "
                                     "queue", "sse"})
 HISTORY_WORDS = frozenset({"history", "backlog", "events", "messages", "replay", "updates",
                            "notifications"})
-QUEUE_CALLS = frozenset({"queue.Queue", "queue.SimpleQueue", "queue.LifoQueue",
-                         "queue.PriorityQueue", "asyncio.Queue", "gevent.queue.Queue",
-                         "multiprocessing.Queue", "janus.Queue"})
+QUEUE_CALLS = frozenset({
+    *(f"{module}.{name}" for module in ("queue", "asyncio", "gevent.queue", "eventlet.queue")
+      for name in ("Queue", "SimpleQueue", "LifoQueue", "PriorityQueue", "JoinableQueue")),
+    "Queue.Queue", "multiprocessing.Queue", "multiprocessing.SimpleQueue", "janus.Queue"})
 TRACE_DEPTH = 3
 
 
