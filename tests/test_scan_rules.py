@@ -1323,3 +1323,43 @@ def test_limiter_on_memory(tmp_path, code, line_marker, severity):
 def test_limiter_on_shared_storage_is_left_alone(tmp_path, code):
     result = scan(tmp_path, FLASK + "import os\nfrom flask_limiter import Limiter\n" + code)
     assert result.findings == []
+
+
+def test_a_lock_names_what_it_races_on_across_modules(tmp_path):
+    result = scan(tmp_path, state="""
+        STOCK = {"tea": 3}
+    """, models="""
+        from flask_sqlalchemy import SQLAlchemy
+
+        db = SQLAlchemy()
+    """, views=FLASK + """
+        import threading
+
+        from .models import db
+        from .state import STOCK
+
+        LOCK = threading.Lock()
+
+        @app.post("/buy/<item>")
+        def buy(item):
+            with LOCK:
+                if STOCK[item] < 1:
+                    return "sold out", 409
+                STOCK[item] -= 1
+            return ""
+
+        @app.post("/log/<int:item>")
+        def log(item):
+            with LOCK:
+                row = db.session.get(dict, item)
+                db.session.add(row)
+                db.session.commit()
+            return ""
+    """)
+    found = [(f.rule, f.line) for f in result.findings if f.rule == "process-lock"]
+    lines = [i for i, t in enumerate((tmp_path / "shop" / "views.py").read_text().splitlines(), 1)
+             if "with LOCK:" in t]
+    assert found == [("process-lock", lines[0]), ("process-lock", lines[1])]
+    first, second = (f for f in result.findings if f.rule == "process-lock")
+    assert "`STOCK`" in first.message
+    assert "the database" in second.message and "`db`" not in second.message

@@ -43,7 +43,7 @@ from migrate.scan.project import (
 )
 from migrate.scan.rules.base import FuncFrame, WalkerBase
 from migrate.scan.rules.containers import LIVE_UPDATES, _own_nodes, words_of
-from migrate.scan.rules.state import MUTATORS
+from migrate.scan.rules.state import MUTATORS, mutable_kind
 from migrate.scan.rules.syntax import changed_root, dotted, parts_of
 
 RULES = (
@@ -88,6 +88,17 @@ KINDS = {"module": "module-level", "class": "class attribute", "closure": "made 
          "instance": "a long-lived object's"}
 
 
+@dataclass(frozen=True)
+class Changed:
+    """Process state read, then written under a lock: its name, the line it is written on,
+    the containers it may be, and whether the project must confirm one of them."""
+
+    name: str
+    line: int
+    containers: tuple[tuple[str, str], ...]
+    confirm: bool
+
+
 @dataclass
 class LockRegion:
     """Code held under a lock that may be process-wide (judged with the whole project)."""
@@ -99,9 +110,8 @@ class LockRegion:
     kind: str
     target: tuple[str, str] | None
     target_kind: str
-    changed: str
-    """What it reads and then writes in process state ("" when nothing)."""
-    containers: tuple[tuple[str, str], ...]
+    changed: tuple[Changed, ...]
+    """The process state it reads and then writes."""
     db_read: bool
     db_write: bool
     row_write: bool
@@ -194,7 +204,7 @@ class LockRules(WalkerBase):
                 nonlocals = {n for sub in _own_nodes(node) if isinstance(sub, ast.Nonlocal)
                              for n in sub.names}
             lock, kind, target, target_kind = ref
-            changed, containers, row_write = self._read_then_written(body, frame, nonlocals)
+            changed, row_write = self._read_then_written(body, frame, nonlocals)
             access = {db_access(sub) for stmt in body for sub in ast.walk(stmt)
                       if isinstance(sub, ast.Call)}
             calls = tuple(dict.fromkeys(d for stmt in body for sub in ast.walk(stmt)
@@ -202,7 +212,7 @@ class LockRules(WalkerBase):
                                         for d in (dotted(sub.func),) if d is not None))
             self.s.lock_regions.append(LockRegion(
                 where.lineno, where.col_offset, frame.info.qualname, lock, kind, target,
-                target_kind, changed, containers, "read" in access, "write" in access,
+                target_kind, changed, "read" in access, "write" in access,
                 row_write, calls))
 
     def _lock_ref(self, held: ast.AST, frame: FuncFrame
@@ -243,20 +253,41 @@ class LockRules(WalkerBase):
             return name, "import", (module, parts[1]), "locks"
         return None
 
-    def _shared(self, name: str, frame: FuncFrame, nonlocals: set[str]) -> bool:
-        if name in frame.globals or name in nonlocals:
-            return True
-        if name in frame.locals:
-            return False
-        return (name in self.s.mutables or name in self.module_bound or name in self.s.imports
-                or any(name in outer.bound for outer in self.frames[:-1]))
+    def _state_of(self, root: list[str], frame: FuncFrame, nonlocals: set[str]
+                  ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], bool] | None:
+        """The process state a change's root names: (its key in this function, the
+        containers it may be, whether the project must confirm one is a module-level
+        container), or None for a local or an object that is not state (a client, ``db``)."""
+        head, module = root[0], self.s.module
+        if head in ("self", "cls"):
+            if not frame.info.cls or len(root) < 2:
+                return None
+            return (head, root[1]), ((module, f"{frame.info.cls}.{root[1]}"),), False
+        if head in frame.globals or head in nonlocals or head in self.s.mutables:
+            return (head,), ((module, head),), False
+        if head in frame.locals:
+            return None
+        if any(mutable_kind(v) for outer in self.frames[:-1] for v in outer.bound.get(head, ())):
+            return (head,), (), False  # the enclosing factory's container
+        if any(isinstance(v, ast.Call) and (self.qual(v.func) or "") in VALUE_CALLS
+               for v in self.module_bound.get(head, ())):
+            return (head,), ((module, head),), False
+        imported = self.s.imports.get(head)
+        if imported is None:
+            return None
+        source, attr = imported
+        keys = [(source, attr)] if attr else []
+        if len(root) > 1:
+            keys.append((f"{source}.{attr}" if attr else source, root[1]))
+            return (head, root[1]), tuple(keys), True
+        return (head,), tuple(keys), True
 
     def _read_then_written(self, body: list[ast.stmt], frame: FuncFrame, nonlocals: set[str]
-                           ) -> tuple[str, tuple[tuple[str, str], ...], bool]:
-        """Process state the code reads and then writes: a description, the containers, and
-        whether it changes an attribute of a local object (a loaded row)."""
+                           ) -> tuple[tuple[Changed, ...], bool]:
+        """The process state the code reads and then writes, and whether it changes an
+        attribute of a local object (a loaded row)."""
         writes, own, row_write = _writes(body)
-        reads: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+        reads: dict[str, list[tuple[int, int]]] = {}
         skipped = {id(n) for n in own} | _absence_tests(body)
         for stmt in body:
             for sub in ast.walk(stmt):
@@ -264,35 +295,19 @@ class LockRules(WalkerBase):
                     continue
                 key = _read_key(sub)
                 if key is not None:
-                    reads.setdefault(key, []).append((sub.lineno, sub.col_offset))
-        found: dict[tuple[str, ...], int] = {}
+                    reads.setdefault(".".join(key), []).append((sub.lineno, sub.col_offset))
+        found: dict[str, Changed] = {}
         for root, stmt, inherent in writes:
-            head = root[0]
-            if head in ("self", "cls"):
-                if not frame.info.cls or len(root) < 2:
-                    continue
-                key = tuple(root[:2])
-            elif self._shared(head, frame, nonlocals):
-                key = (head,)
-            else:
+            state = self._state_of(root, frame, nonlocals)
+            if state is None or words_of(state[0][-1]) & PER_PROCESS_WORDS:
                 continue
+            name, containers, confirm = state
             end = (stmt.end_lineno or stmt.lineno, stmt.end_col_offset or 0)
-            if inherent or any(pos <= end for pos in reads.get(key, ())):
-                found.setdefault(key, stmt.lineno)
-        found = {k: v for k, v in found.items() if not words_of(k[-1]) & PER_PROCESS_WORDS}
-        containers = tuple(c for key in found
-                           for c in (self._container_key(key, frame),) if c is not None)
-        text = ", ".join(f"`{'.'.join(k)}` (written on line {line})"
-                         for k, line in sorted(found.items(), key=lambda i: i[1]))
-        return text, containers, row_write
-
-    def _container_key(self, key: tuple[str, ...], frame: FuncFrame) -> tuple[str, str] | None:
-        if key[0] in ("self", "cls"):
-            return (self.s.module, f"{frame.info.cls}.{key[1]}")
-        imported = self.s.imports.get(key[0])
-        if imported is not None and imported[1]:
-            return (imported[0], imported[1])
-        return (self.s.module, key[0])
+            text = ".".join(name)
+            if inherent or any(pos <= end for key in {text, name[0]}
+                               for pos in reads.get(key, ())):
+                found.setdefault(text, Changed(text, stmt.lineno, containers, confirm))
+        return tuple(found.values()), row_write
 
     def _finish_values(self, frame: FuncFrame, node: ast.AST) -> None:
         """``HITS.value += 1`` on a module-level ``multiprocessing.Value`` (one host only)."""
@@ -418,6 +433,20 @@ def _absence_tests(body: list[ast.stmt]) -> set[int]:
     return out
 
 
+def is_state(project: Project, changed: Changed) -> bool:
+    """State another instance would race on: confirmed a module-level container or shared
+    value where that is asked, and not live-update subscribers (per process by nature)."""
+    if any(project.container_rules.get(c) == LIVE_UPDATES.id for c in changed.containers):
+        return False
+    if not changed.confirm:
+        return True
+    for module, name in changed.containers:
+        other = project.modules.get(module)
+        if other is not None and (name in other.mutables or name in other.shared_values):
+            return True
+    return False
+
+
 def locked_sections(project: Project) -> ModuleCheck:
     """The code under each lock, judged with the database access of the functions it calls."""
     origin = project.reachable()
@@ -455,10 +484,9 @@ def locked_sections(project: Project) -> ModuleCheck:
                     read, write = read or r, write or w
             write = write or region.row_write and read
             what = ""
-            subscribers = bool(region.containers) and all(
-                project.container_rules.get(c) == LIVE_UPDATES.id for c in region.containers)
-            if region.changed and not subscribers:
-                what = region.changed
+            changed = [c for c in region.changed if is_state(project, c)]
+            if changed:
+                what = ", ".join(f"`{c.name}` (written on line {c.line})" for c in changed)
             elif read and write:
                 what = "the database (read, then written)"
             if not what:
