@@ -26,13 +26,19 @@ from typing import Any
 import msgspec
 
 from migrate.errors import UsageError
-from migrate.sessions.pickles import (  # noqa: F401 - re-exported: the package's names
-    ALLOWED_CLASSES,
-    DisallowedClass,
-    PickleRefused,
-    pickle_failure,
-    restricted_loads,
-)
+
+# The pickle reader's names, re-exported but loaded on first use: every `migrate` command
+# imports this module (the CLI's shared options), few of them read a pickle.
+_PICKLE_NAMES = ("ALLOWED_CLASSES", "DisallowedClass", "PickleRefused", "pickle_failure",
+                 "restricted_loads")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PICKLE_NAMES:
+        from migrate.sessions import pickles
+
+        return getattr(pickles, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEFAULT_PREFIX = "session:"
 LEGACY_PREFIX = "session-legacy:"
@@ -131,6 +137,8 @@ def session_value(record: Record, serializer: Serializer) -> tuple[bytes, list[s
     trusted_plain = (record.pickle is None and record.data is not None
                      and serializer.format == "msgpack")
     if record.pickle is not None:
+        from migrate.sessions.pickles import pickle_failure, restricted_loads
+
         try:
             data = restricted_loads(record.pickle)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is this session's
