@@ -48,7 +48,9 @@ class Candidate:
     origin: int = 0
     target_kind: str = "mutables"
     """Which of the other module's names ``target`` must be in: "mutables", "upload_sets";
-    "instance_classes": ``target`` is a class that must have a module-level object."""
+    "instance_classes": ``target`` is a class that must have a module-level object;
+    "unreached": ``target`` is a function of this module that must not serve requests (an
+    app factory, whose containers live as long as the app)."""
     severity: str = ""
     """Set when this place makes it less severe than the rule (a development config)."""
     container: tuple[str, str] | None = None
@@ -417,6 +419,9 @@ def resolve_candidate(project: Project, origin: dict[FuncKey, FuncKey],
             return None
         message = message.replace("{owner}", f" (the module-level `{owner}`, which lives "
                                              "as long as the process)")
+    elif cand.target_kind == "unreached" and cand.target is not None:
+        if (summary.module, cand.target[1]) in origin:  # made per request: not shared
+            return None
     elif cand.target is not None:
         other = project.modules.get(cand.target[0]) if cand.target[0] else summary
         if other is None or cand.target[1] not in getattr(other, cand.target_kind):

@@ -227,8 +227,8 @@ class LockRules(WalkerBase):
             if head in frame.bound or head in frame.locals and head not in frame.globals:
                 return None  # made (or passed) here: guards nothing another request sees
             for outer in reversed(self.frames[:-1]):
-                if head in outer.bound:
-                    return (name, "closure", None, "") \
+                if head in outer.bound:  # the enclosing factory's, unless that serves requests
+                    return (name, "closure", ("", outer.info.qualname), "unreached") \
                         if any(self._is_lock(v) for v in outer.bound[head]) else None
             if any(self._is_lock(v) for v in self.module_bound.get(head, ())):
                 return name, "module", None, ""

@@ -113,7 +113,20 @@ class StateRules(WalkerBase):
                                f"`global {name}` is rebound here", info.qualname, "reach"))
 
     def _changed_name(self, info: FuncInfo, name: str, line: int, col: int, how: str) -> None:
-        """``NAME[k] = v``: a module-level container, here or imported from another module."""
+        """``NAME[k] = v``: a container of the enclosing function (an app factory's), or a
+        module-level one, here or imported from another module."""
+        for outer in reversed(self.frames[:-1]):
+            if name in outer.locals and name not in outer.globals:
+                kind = next(filter(None, map(mutable_kind, outer.bound.get(name, ()))), None)
+                if kind:  # kept only if the enclosing function does not run per request
+                    owner = outer.info.qualname
+                    self.add(Candidate("module-state", line, col,
+                                       f"`{name}` ({kind} made by `{owner}`, shared by every "
+                                       f"request it serves) is changed here ({how})",
+                                       info.qualname, "reach", ("", owner),
+                                       target_kind="unreached",
+                                       container=(self.s.module, f"{owner}.{name}")))
+                return
         if name in self.s.mutables:
             defined, kind = self.s.mutables[name]
             self.add(Candidate("module-state", line, col,

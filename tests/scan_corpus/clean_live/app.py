@@ -66,3 +66,14 @@ def worker():
     while True:
         job = JOBS.get()
         on_order(job)
+
+
+@app.get("/report")
+def report():
+    parts = []  # this request's own
+
+    def collect():
+        parts.append("header")
+        yield from parts
+
+    return Response(collect(), mimetype="text/plain")

@@ -13,7 +13,7 @@ def create_app():
     @app.post("/vote")
     def vote():
         with guard:  # expect: process-lock
-            tally["votes"] = tally["votes"] + 1
+            tally["votes"] = tally["votes"] + 1  # expect: module-state
             return jsonify(votes=tally["votes"])
 
     @app.get("/votes")
