@@ -46,7 +46,7 @@ LESSONS = [
     ("api.py", "token-store", "tokens.verify(token"),
     ("events.py", "live-updates", ".xadd("),
     ("db.py", "process-lock", "Product.stock >= wanted"),
-    ("limits.py", "limiter-memory", 'url = app.config["REDIS_URL"]'),
+    ("limits.py", "limiter-memory", "redis_client(app)"),
 ]
 
 
