@@ -1,0 +1,138 @@
+"""Session behaviour a mutation run (issue 10) found no test for: small deliberate bugs in
+migrate.sessions passed every test. Each test names what a user would notice, on real Redis."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import msgspec
+from cachelib import SimpleCache
+from flask import Flask, session
+from markupsafe import Markup
+
+from migrate.sessions import Record, export_sessions
+from tests import test_sessions_support as support
+
+redis_server, fresh_redis = support.redis_server, support.fresh_redis
+TOKEN = "bridge-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def mirrored_app(redis_url: str, **bridge_options) -> Flask:
+    """A plain Flask-Session cachelib app with the bridge mirroring to ``redis_url``."""
+    from flask_session import Session
+
+    from migrate.sessions.bridge import MigrationBridge
+
+    app = Flask("mirrored")
+    app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=SimpleCache(),
+                      SESSION_PERMANENT=True)
+    Session(app)
+    MigrationBridge(app, token=TOKEN, redis_url=redis_url, **bridge_options)
+
+    @app.post("/login/<int:user_id>")
+    def login(user_id: int):
+        session["user_id"] = user_id
+        return "ok"
+
+    @app.post("/note")
+    def note():  # a value Flask-Session's msgpack serializer cannot store
+        session["note"] = Markup("<i>hi</i>")
+        return "ok"
+
+    @app.post("/logout")
+    def logout():
+        session.clear()
+        return "ok"
+
+    return app
+
+
+def sid_of(client) -> str:
+    return client.get_cookie("session").value
+
+
+def write_dump(path: Path, rows: list[dict]) -> Path:
+    path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in rows))
+    return path
+
+
+# --- the mirror (dual-write) during the migration window -----------------------------------
+
+
+def test_a_logout_leaves_an_empty_session_in_redis_that_expires_and_is_counted(fresh_redis):
+    app = mirrored_app(fresh_redis.url)
+    client = app.test_client()
+    client.post("/login/7")
+    key = "session:" + sid_of(client)
+    assert msgspec.msgpack.decode(fresh_redis.client.get(key))["user_id"] == 7
+    client.post("/logout")
+    # Logged out in Redis too: an empty permanent session, not a key that lives forever.
+    assert msgspec.msgpack.decode(fresh_redis.client.get(key)) == {"_permanent": True}
+    lifetime = app.permanent_session_lifetime.total_seconds()
+    assert lifetime - 60 < fresh_redis.client.ttl(key) <= lifetime
+    status = client.get("/_migrate/status", headers=AUTH).get_json()
+    assert (status["deleted"], status["errors"]) == (1, 0)
+
+
+def test_a_session_that_becomes_unstorable_leaves_no_stale_copy_in_redis(fresh_redis):
+    client = mirrored_app(fresh_redis.url).test_client()
+    client.post("/login/8")
+    key = "session:" + sid_of(client)
+    assert fresh_redis.client.exists(key) == 1
+    # The user logs out on the after-app's side if a stale copy (still logged in, without
+    # the new value) were kept: the mirror removes it instead.
+    assert client.post("/note").status_code == 200
+    assert fresh_redis.client.exists(key) == 0
+    status = client.get("/_migrate/status", headers=AUTH).get_json()
+    assert status["unconvertible"] >= 1 and status["errors"] == 0
+
+
+def test_a_mirror_with_a_target_prefix_writes_under_that_prefix_and_the_sid(fresh_redis):
+    client = mirrored_app(fresh_redis.url, target_prefix="shop:").test_client()
+    client.post("/login/9")
+    sid = sid_of(client)
+    assert fresh_redis.client.keys("shop:*") == [f"shop:{sid}".encode()]
+    assert msgspec.msgpack.decode(fresh_redis.client.get(f"shop:{sid}"))["user_id"] == 9
+
+
+# --- the bridge stream ------------------------------------------------------------------------
+
+
+def test_a_custom_store_stream_announces_how_many_sessions_it_sent(tmp_path):
+    from flask_session import Session
+
+    from migrate.sessions.bridge import MigrationBridge
+
+    class ThreeSessions:
+        def iter_sessions(self):
+            for n in range(3):
+                yield Record(sid=f"custom-{n}", expires=time.time() + 60, data={"n": n})
+
+    app = Flask("custom")
+    app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=SimpleCache())
+    Session(app)
+    MigrationBridge(app, token=TOKEN, source=ThreeSessions())
+    lines = app.test_client().get("/_migrate/sessions", headers=AUTH).data.splitlines()
+    records = [msgspec.json.decode(line, type=Record) for line in lines]
+    assert [r.sid for r in records[:-1]] == ["custom-0", "custom-1", "custom-2"]
+    assert records[-1].end and records[-1].count == 3
+
+
+# --- export: what the summary says ------------------------------------------------------------
+
+
+def test_a_dry_run_counts_the_sessions_already_in_redis_as_skipped(tmp_path, fresh_redis):
+    now = time.time()
+    dump = write_dump(tmp_path / "dump.ndjson", [
+        {"sid": "kept", "expires": now + 600, "data": {"user_id": 1}},
+        {"sid": "new", "expires": now + 600, "data": {"user_id": 2}},
+    ])
+    fresh_redis.client.set("session:kept", msgspec.msgpack.encode({"user_id": 1, "v": 2}))
+    result = export_sessions([str(dump)], fresh_redis.url, dry_run=True)
+    # The dry run says what a real run would do: one written, one left as the new app has it.
+    assert (result.read, result.written, result.skipped) == (2, 1, 1)
+    assert fresh_redis.client.keys() == [b"session:kept"]
+    real = export_sessions([str(dump)], fresh_redis.url)
+    assert (real.written, real.skipped) == (result.written, result.skipped)
