@@ -24,7 +24,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     # Flask-Session's Redis interface as migrate.sessions extends it: it keeps a Redis
     # Cluster client (Session(app) would swap it for localhost) and finds sessions migrated
     # from files.
-    app.session_interface = _Sessions.from_config(app, stores.redis_client(app))
+    app.session_interface = _Sessions.from_config(app, stores.redis_client(app),
+                                                  prefetch=shop.prefetch)
 
     @app.before_request
     def adopt_migrated_cart():

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
-from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Request, abort, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
+
+from migrate.sessions.interface import Read
 
 from . import events
 from .auth import current_user, login_required
 from .db import Order, OrderItem, Product, get_db, take_stock
 from .mail import queue_confirmation
-from .stores import redis_client
+from .stores import read, redis_client, write_later
 
 bp = Blueprint("shop", __name__)
 
@@ -23,14 +26,14 @@ CATALOG_TTL = 30  # seconds a cached catalog stays fresh
 
 def catalog_rows() -> list[dict]:
     """The product list, cached for CATALOG_TTL seconds."""
-    hit = redis_client().get("cache:catalog")
+    hit = read("GET", "cache:catalog")
     if hit is not None:
         return json.loads(hit)
     rows = [
         {"id": p.id, "name": p.name, "price_cents": p.price_cents}
         for p in get_db().scalars(select(Product).order_by(Product.id))
     ]
-    redis_client().set("cache:catalog", json.dumps(rows), ex=CATALOG_TTL)
+    write_later("set", "cache:catalog", json.dumps(rows), ex=CATALOG_TTL)
     return rows
 
 
@@ -42,7 +45,7 @@ def cart_items() -> dict[int, int]:
     """The signed-in user's cart: product id -> quantity."""
     # One Redis round trip per request, however often the page and the header ask.
     if "cart" not in g:
-        g.cart = {int(k): int(v) for k, v in redis_client().hgetall(cart_key()).items()}
+        g.cart = {int(k): int(v) for k, v in read("HGETALL", cart_key()).items()}
     return g.cart
 
 
@@ -58,8 +61,26 @@ def clear_cart() -> None:
 
 
 def view_count(product_id: int) -> int:
-    """Count one more view of a product and return the total."""
-    return redis_client().incr(f"views:{product_id}")
+    """Count one more view of a product and return the total (as read, plus this view)."""
+    # INCR keeps the total exact; it goes with the session's write, in the last round trip.
+    write_later("incr", f"views:{product_id}")
+    return int(read("GET", f"views:{product_id}") or 0) + 1
+
+
+def prefetch(req: Request) -> list[Read]:
+    """What a page with the header will read from Redis: read with the session, in the
+    request's one round trip (migrate.sessions.interface); ``read`` takes it from there."""
+    if req.method != "GET":
+        return []
+    reads = [Read("HGETALL", "cart:", field="user_id")]  # the header's cart count
+    product_page = re.fullmatch(r"/product/(\d{1,9})", req.path, re.ASCII)
+    if req.path == "/":
+        reads.append(Read("GET", "cache:catalog"))
+    elif product_page:
+        reads.append(Read("GET", f"views:{int(product_page[1])}"))
+    elif req.path not in ("/cart", "/account") and not req.path.startswith("/orders/"):
+        return []
+    return reads
 
 
 @bp.app_context_processor

@@ -11,6 +11,7 @@ from botocore.config import Config
 from flask import Flask, current_app
 
 from migrate import redisurl
+from migrate.sessions.interface import defer, take_prefetched
 
 # Errors that mean "a shared store is unreachable right now" (a 503, not a bug).
 UNAVAILABLE = (
@@ -76,3 +77,18 @@ def adopt_cart(session) -> None:
     for product_id, quantity in cart.items():
         args += [str(product_id), int(quantity)]
     redis_client().eval(_ADOPT_CART, 2, key, f"{{{key}}}:adopted:{session.sid}", *args)
+
+
+# One round trip per request: the session interface reads what a page needs with the session
+# (shop.prefetch names it); these take it from there, or ask Redis when it was not read.
+
+
+def read(command: str, key: str):
+    """``GET``/``HGETALL`` ``key``: the reply the session's round trip got, else from Redis."""
+    found, reply = take_prefetched(command, key)
+    return reply if found else getattr(redis_client(), command.lower())(key)
+
+
+def write_later(method: str, *args, **kwargs) -> None:
+    """A write whose reply the page does not need: sent with the session's write, at the end."""
+    defer(method, *args, **kwargs)
