@@ -11,6 +11,8 @@ from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from redis.cluster import RedisCluster
 
+from migrate import redisurl
+
 from .stores import redis_client
 
 # The default of LOGIN_RATE_LIMIT (Flask-Limiter's notation: "10 per hour", "5/minute").
@@ -45,11 +47,16 @@ def init_app(app: Flask) -> None:
 def storage(app: Flask) -> dict:
     """Where the attempts are counted."""
     # In the shared Redis: every instance counts against the one limit.
-    url = app.config["REDIS_URL"]
-    if isinstance(redis_client(app), RedisCluster) and "+cluster" not in url:
-        url = url.replace("://", "+cluster://", 1)  # REDIS_CLUSTER=1 with a redis:// URL
-    return {"storage_uri": url,
-            "storage_options": {"socket_timeout": 5, "socket_connect_timeout": 2}}
+    client = redis_client(app)
+    if isinstance(client, RedisCluster):  # limits makes its own Cluster client, from a URL
+        parsed = redisurl.parse(app.config["REDIS_URL"], cluster=True)
+        return {"storage_uri": "redis+cluster://" + parsed.url.split("://", 1)[1],
+                "storage_options": {"ssl": parsed.tls, "socket_timeout": 5,
+                                    "socket_connect_timeout": 2}}
+    # One Redis, or a Sentinel set's primary: the shop's own connections (they follow a
+    # failover), whatever the URL's form.
+    return {"storage_uri": "redis://",
+            "storage_options": {"connection_pool": client.connection_pool}}
 
 
 def client_and_user() -> str:

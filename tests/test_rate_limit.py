@@ -56,3 +56,19 @@ def test_failed_log_ins_alternating_between_two_instances(start_cluster, shop, a
     # Before: each instance counts in its own memory, so two instances allow twice the limit.
     # After: both count in Redis, so the limit is the limit, whichever instance answers.
     assert statuses == [401] * allowed + [429] * (3 * LIMIT - allowed), statuses
+
+
+@pytest.mark.slow
+def test_on_a_redis_cluster_two_apps_share_the_limit(tmp_path):
+    from tests import test_sessions_support as support
+
+    cluster = support.RedisClusterProcesses(tmp_path / "cluster")
+    try:
+        clients = [support.after_app(tmp_path / f"after-{i}", cluster.url).test_client()
+                   for i in range(2)]
+        statuses = [clients[attempt % 2].post("/login", data={"username": "alice",
+                                                              "password": "x"}).status_code
+                    for attempt in range(2 * LIMIT)]
+    finally:
+        cluster.stop()
+    assert statuses == [401] * LIMIT + [429] * LIMIT, statuses
