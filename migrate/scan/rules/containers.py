@@ -16,7 +16,9 @@ their own cure, so the change takes a more precise rule when the evidence says w
 
 Evidence found anywhere in the project applies to every change of that container, so a store
 defined in one module and filled in another is judged as one. A container only read while
-serving requests (a registry or configuration filled at start-up) is never a finding.
+serving requests (a registry or configuration filled at start-up) is never a finding, and a
+container whose name says cache stays ``module-state``'s (a cache of tokens fetched from an
+OAuth provider, or of checks already made, is not where tokens live).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ QUEUE_CALLS = frozenset({
     *(f"{module}.{name}" for module in ("queue", "asyncio", "gevent.queue", "eventlet.queue")
       for name in ("Queue", "SimpleQueue", "LifoQueue", "PriorityQueue", "JoinableQueue")),
     "Queue.Queue", "multiprocessing.Queue", "multiprocessing.SimpleQueue", "janus.Queue"})
+CACHE_WORDS = frozenset({"cache", "cached", "caches", "memo", "lru"})
 TRACE_DEPTH = 3
 
 
@@ -105,6 +108,8 @@ class ContainerRules(WalkerBase):
         kind = self.s.mutables.get(container[1], (0, ""))[1] \
             if container[0] == self.s.module else ""
         rule = ""
+        if words_of(name) & CACHE_WORDS:
+            return  # a cache of tokens fetched or checked (an OAuth client's): module-state's
         if tokenish_name(name) or any(self._tokenish(e, TRACE_DEPTH) for e in exprs):
             rule = TOKEN_STORE.id
         elif words_of(name) & SUBSCRIBER_WORDS \
@@ -170,6 +175,7 @@ class ContainerRules(WalkerBase):
         parts = parts_of(recv)
         container = self._container_of(parts, func) if parts else None
         if container is not None and container not in self.s.container_rules \
+                and not words_of(container[1]) & CACHE_WORDS \
                 and self._tokenish(keys[0], TRACE_DEPTH):
             self.s.container_rules[container] = TOKEN_STORE.id
 
