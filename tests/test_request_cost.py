@@ -150,3 +150,53 @@ def test_a_changed_session_is_still_written_once(shop, round_trips):
     assert server.get(key) != stored  # "recently viewed" now leads with product 5
     recent = re.search(rb'<ul class="recent">(.*?)</ul>', client.get("/").data)[1]
     assert re.findall(rb'data-product="(\d+)"', recent)[:2] == [b"5", b"2"]
+
+
+@pytest.mark.parametrize("fmt", ["msgpack", "json"])
+def test_any_app_reads_a_key_named_by_a_session_field_with_the_session(stores, round_trips, fmt):
+    """The interface for a user's own app: a read named by a session field, in either serializer,
+    taken once; a key it could not read (another type) is left to the app's own read, which
+    meets the error as it would have."""
+    from flask import Flask, session
+
+    from migrate.sessions.interface import Read, RedisSessionInterface, take_prefetched
+
+    server = redis.Redis.from_url(stores.redis_url)
+    app = Flask("own_app")
+    app.config.update(SECRET_KEY="x" * 32, SESSION_SERIALIZATION_FORMAT=fmt)
+    app.session_interface = RedisSessionInterface.from_config(app, server, prefetch=lambda req: [
+        Read("HGETALL", "prefs:", field="user"), Read("GET", "motd"), Read("GET", "a-hash")])
+    seen = {}
+
+    @app.post("/login/<int:user>")
+    def login(user):
+        session["user"] = user
+        return ""
+
+    @app.get("/")
+    def page():
+        seen.update(prefs=take_prefetched("HGETALL", f"prefs:{session['user']}"),
+                    motd=take_prefetched("GET", "motd"), again=take_prefetched("GET", "motd"),
+                    wrong_type=take_prefetched("GET", "a-hash"),
+                    no_field=take_prefetched("HGETALL", "prefs:"))
+        return ""
+
+    server.hset("prefs:42", "theme", "dark")
+    server.hset("a-hash", "f", "v")
+    server.set("motd", "hello")
+    client = app.test_client()
+    client.post("/login/42")
+    client.get("/")  # the script is loaded once
+    round_trips.clear()
+    client.get("/")
+    assert len(round_trips) == 1, round_trips
+    assert seen == {"prefs": (True, {b"theme": b"dark"}), "motd": (True, b"hello"),
+                    "again": (False, None), "wrong_type": (False, None),
+                    "no_field": (False, None)}
+
+
+def test_a_prefetch_of_a_write_command_is_refused():
+    from migrate.sessions.interface import Read
+
+    with pytest.raises(ValueError, match="use one of EXISTS, GET, HGETALL, SMEMBERS"):
+        Read("DEL", "cart:")

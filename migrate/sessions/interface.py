@@ -56,7 +56,8 @@ return false
 # in one call. KEYS: the session, its legacy keys, then the fixed reads' keys. ARGV: the number
 # of legacy keys, the TTL to extend to in ms (0: none), the serialization format, the number of
 # fixed reads, their commands, then (command, key prefix, session field) per read whose key a
-# session field completes. A read that fails (a key of another type) answers false, not an error.
+# session field completes. A read that fails (a key of another type) answers its error in its
+# place, and the app's own read of that key meets the error as it would have.
 # A field-named key cannot be declared in KEYS (it is known only here): standalone Redis and a
 # Sentinel primary allow that; a Redis Cluster never runs this script.
 _LOAD = """
@@ -76,11 +77,7 @@ if not value then
   end
 end
 if value and ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-local function read(command, key)
-  local reply = redis.pcall(command, key)
-  if type(reply) == 'table' and reply.err then return false end
-  return reply
-end
+local read = redis.pcall
 local out = {value or false}
 for i = 1, nfixed do out[#out + 1] = read(ARGV[4 + i], KEYS[1 + nlegacy + i]) end
 local data = nil
@@ -146,6 +143,12 @@ def defer(method: str, *args: Any, **kwargs: Any) -> None:
     if not has_request_context():
         raise RuntimeError("defer() needs a request: outside one, send the command directly")
     request.environ.setdefault(_DEFERRED, []).append((method, args, kwargs))
+
+
+def _failed(reply: Any) -> bool:
+    """Whether a script's reply in a list is the error one command met (redis-py returns such
+    an error in place, as an exception object)."""
+    return isinstance(reply, Exception)
 
 
 def _decoded(command: str, reply: Any) -> Any:
@@ -256,9 +259,11 @@ class RedisSessionInterface(redis_interface_base()):  # type: ignore[misc]
         reply = self.load_script(keys=[store_id, *legacy, *(r.key for r in fixed)], args=args)
         value = reply[0] or None
         found = {(r.command.upper(), r.key): _decoded(r.command.upper(), answer)
-                 for r, answer in zip(fixed, reply[1:1 + len(fixed)], strict=True)}
+                 for r, answer in zip(fixed, reply[1:1 + len(fixed)], strict=True)
+                 if not _failed(answer)}
         for r, answer in zip(named, reply[1 + len(fixed):], strict=True):
-            if answer:  # [the key the session's field completed, its reply]
+            # [the key the session's field completed, its reply], or nothing without the field
+            if answer and not _failed(answer[1]):
                 key = answer[0].decode() if isinstance(answer[0], bytes) else answer[0]
                 found[(r.command.upper(), key)] = _decoded(r.command.upper(), answer[1])
         request.environ[_PREFETCHED] = found
