@@ -1366,3 +1366,21 @@ def test_a_lock_names_what_it_races_on_across_modules(tmp_path):
     first, second = (f for f in result.findings if f.rule == "process-lock")
     assert "`STOCK`" in first.message
     assert "the database" in second.message and "`db`" not in second.message
+
+
+def test_a_dict_of_rq_queues_or_queue_names_is_not_a_subscriber_list(tmp_path):
+    result = scan(tmp_path, FLASK + """
+        from redis import Redis
+        from rq import Queue
+
+        QUEUES = {}
+        ROUTES = {}
+
+        @app.post("/jobs/<name>")
+        def enqueue(name):
+            QUEUES[name] = Queue(name, connection=Redis())
+            queue_name = request.form["queue"]
+            ROUTES[name] = queue_name
+            return ""
+    """)
+    assert [f.rule for f in result.findings] == ["module-state", "module-state"]

@@ -73,7 +73,7 @@ SUBSCRIBER_WORDS = frozenset({"subscriber", "subscribers", "subscription", "subs
                               "observers", "websocket", "websockets", "sockets", "ws", "sse",
                               "waiters"})
 SUBSCRIBER_VALUE_WORDS = frozenset({"ws", "websocket", "socket", "subscriber", "listener",
-                                    "queue", "sse"})
+                                    "sse"})
 HISTORY_WORDS = frozenset({"history", "backlog", "events", "messages", "replay", "updates",
                            "notifications"})
 QUEUE_CALLS = frozenset({
@@ -142,15 +142,18 @@ class ContainerRules(WalkerBase):
 
     def _subscriber(self, node: ast.AST, depth: int) -> bool:
         """A value that is a subscriber: an in-process queue, a WebSocket, a Socket.IO sid."""
+        called: set[int] = set()  # Socket(...) makes a socket; rq's Queue(...) is no inbox
         for sub in ast.walk(node):
-            if isinstance(sub, ast.Call) and (self.qual(sub.func) or "") in QUEUE_CALLS:
-                return True
+            if isinstance(sub, ast.Call):
+                if (self.qual(sub.func) or "") in QUEUE_CALLS:
+                    return True
+                called.add(id(sub.func))
             if isinstance(sub, ast.Attribute) and sub.attr == "sid" \
                     and isinstance(sub.value, ast.Name) and sub.value.id == "request":
                 return True
             if isinstance(sub, ast.Constant) and sub.value == "wsgi.websocket":
                 return True
-            if isinstance(sub, ast.Name):
+            if isinstance(sub, ast.Name) and id(sub) not in called:
                 if words_of(sub.id) & SUBSCRIBER_VALUE_WORDS:
                     return True
                 if depth and any(self._subscriber(v, depth - 1)
