@@ -165,6 +165,9 @@ def _walk_and_list(roots: list[str], ep: Endpoint, prefix: str,
         return found, listed.result() if listed is not None else {}
 
 
+PROGRESS_EVERY = 0.05  # seconds
+
+
 @dataclass
 class _Recorder:
     """``record(rec, entry, etag)``: called by every thread as each file is decided or sent."""
@@ -176,6 +179,7 @@ class _Recorder:
     files_done: int = 0
     bytes_done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    shown_at: float = 0.0  # when on_progress was last called: at most every PROGRESS_EVERY s
 
     @classmethod
     def open(cls, result: ExportResult, manifest: str | os.PathLike | None,
@@ -206,9 +210,18 @@ class _Recorder:
             if entry is not None:
                 self.files_done += 1
                 self.bytes_done += entry.size
-                if self.on_progress:
+                if self.on_progress and self._due():
                     self.on_progress(self.files_done, self.result.files, self.bytes_done,
                                      self.result.bytes)
+
+    def _due(self) -> bool:
+        """Progress is drawn a few times a second, not per file (a no-op re-run records
+        thousands of files in a blink), and always for the last one."""
+        now = time.monotonic()
+        if now - self.shown_at >= PROGRESS_EVERY or self.files_done >= self.result.files:
+            self.shown_at = now
+            return True
+        return False
 
     def uploads(self, uploads: list[CarriedUpload]) -> None:
         """One manifest line per chunked upload in progress."""
