@@ -143,6 +143,17 @@ def test_events_on_a_redis_cluster(tmp_path: Path):
         assert stream_text(client, last_id="12-0").notices  # unknown: a notice, no error
         resumed = stream_text(client, last_id=seen.events[0][0])
         assert resumed.events == [] and resumed.notices == []
+
+        # A live stream (XREAD BLOCK on the cluster) hears an event raised meanwhile.
+        def raise_later() -> None:
+            time.sleep(0.3)
+            with app.app_context():
+                from sample_stateless_app import events
+                events.publish(1, order_id, "shipped")  # alice is user 1 of the fresh database
+
+        threading.Thread(target=raise_later, daemon=True).start()
+        live = stream_text(client, last_id=seen.events[0][0], query="seconds=1.5")
+        assert [(o, s) for _, o, s in live.events] == [(order_id, "shipped")]
     finally:
         cluster.stop()
 
