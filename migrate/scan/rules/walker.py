@@ -440,10 +440,10 @@ class ModuleWalker(StateRules, FileRules, SessionRules, SecretKeyRules, CacheRul
     def _get(self, node: ast.Call, meth: str, recv: ast.AST) -> None:
         """``x.get(...)``: a setting's default, a queue read, a token looked up."""
         self._setting_default(node, meth, recv)
-        if self.func is not None and node.args:
-            self._lookup_evidence(node)
-        elif self.func is not None:
-            self._queue_get(node, meth, recv)
+        if self.func is not None:
+            if node.args:
+                self._lookup_evidence(node)
+            self._queue_get(node, meth, recv)  # kept only for a module-level queue
 
     def _yield(self, node: ast.Yield | ast.YieldFrom) -> None:
         if self.func is not None:
