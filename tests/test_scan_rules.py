@@ -1208,7 +1208,8 @@ def test_a_lock_around_a_database_read_modify_write_in_another_module(tmp_path):
 
 def test_what_a_lock_may_guard_in_one_process(tmp_path):
     """The rule's boundary: a cache fill, a lazy client, a blind append, reads, a local lock,
-    an atomic UPDATE; the cache and the log are module-state's, not the lock's."""
+    an atomic UPDATE, rows the database locks (FOR UPDATE); the cache and the log are
+    module-state's, not the lock's."""
     result = scan(tmp_path, FLASK + """
         import threading
 
@@ -1237,6 +1238,10 @@ def test_what_a_lock_may_guard_in_one_process(tmp_path):
                 counts[key] = counts.get(key, 0) + 1
             with LOCK:
                 g.db.execute("UPDATE p SET n = n - 1 WHERE id = ? AND n > 0", (key,))
+                g.db.commit()
+            with LOCK:  # the database locks the row: other instances wait there
+                n = g.db.execute("SELECT n FROM p WHERE id = ? FOR UPDATE", (key,)).fetchone()
+                g.db.execute("UPDATE p SET n = ? WHERE id = ?", (n[0] - 1, key))
                 g.db.commit()
             return str(price)
     """)

@@ -82,7 +82,9 @@ class FuncInfo:
     -> ("make", "save")."""
     db_read: bool = False
     db_write: bool = False
-    """It reads (``query``, ``fetchone``, ...) / writes (``commit``, ``UPDATE``) the database."""
+    db_locked: bool = False
+    """It reads (``query``, ``fetchone``, ...) / writes (``commit``, ``UPDATE``) the database /
+    locks the rows it reads there (``with_for_update()``, ``SELECT ... FOR UPDATE``)."""
 
 
 @dataclass

@@ -21,8 +21,10 @@ a fill-if-absent or lazy initialisation (``if key not in CACHE: CACHE[key] = loa
 _client is None: _client = make()``): each process wants its own; a read-modify-write of a
 container whose name says cache or memo, or of live-update subscribers: per-process by nature,
 and judged by ``process-cache`` / ``module-state`` / ``live-updates``; a lock around a single
-statement the database makes atomic (``UPDATE ... SET n = n - 1 WHERE n > 0``); a lock around
-Redis or other network calls (not followed).
+statement the database makes atomic (``UPDATE ... SET n = n - 1 WHERE n > 0``), or rows it
+locks (``with_for_update()``, ``SELECT ... FOR UPDATE``): the database keeps other instances out;
+a lock around Redis or other network calls, or around a file's read and write (not followed;
+``local-file-write`` reports the file).
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ RULES = (
          "lazy initialisation (each process wants its own); a read-modify-write of a cache "
          "(a name that says cache or memo) or of live-update subscribers (per-process by "
          "nature; module-state, process-cache and live-updates judge them); one UPDATE the "
-         "database makes atomic; Redis or other network calls under the lock (not followed)."),
+         "database makes atomic, or rows it locks (with_for_update(), SELECT ... FOR UPDATE); "
+         "Redis or other network calls, or a file's read and write, under the lock (not "
+         "followed; local-file-write reports the file)."),
 )
 PROCESS_LOCK = RULES[0]
 
@@ -114,6 +118,7 @@ class LockRegion:
     """The process state it reads and then writes."""
     db_read: bool
     db_write: bool
+    db_locked: bool
     row_write: bool
     calls: tuple[str, ...]
 
@@ -136,10 +141,18 @@ def sql_kind(node: ast.AST) -> str:
 
 
 def db_access(node: ast.Call) -> str:
-    """"read", "write" or "" for one call (``Product.query.get``, ``db.session.commit``)."""
+    """"read", "write" or "" for one call (``Product.query.get``, ``db.session.commit``);
+    "locked" for a read that locks its rows in the database (``with_for_update()``, ``SELECT
+    ... FOR UPDATE``): then the database keeps other instances out, the lock is redundant."""
     fn = node.func
     if not isinstance(fn, ast.Attribute):
         return ""
+    if fn.attr == "with_for_update":
+        return "locked"
+    if fn.attr in ("execute", "executemany") and node.args and any(
+            isinstance(c, ast.Constant) and isinstance(c.value, str)
+            and "FOR UPDATE" in c.value.upper() for c in ast.walk(node.args[0])):
+        return "locked"
     if fn.attr in DB_READS:
         return "read"
     if fn.attr in DB_WRITES:
@@ -162,6 +175,8 @@ class LockRules(WalkerBase):
                 self.func.info.db_read = True
             elif access == "write":
                 self.func.info.db_write = True
+            elif access == "locked":
+                self.func.info.db_locked = True
 
     def _note_class_locks(self, node: ast.ClassDef, qualname: str) -> None:
         """``LOCK = Lock()`` in a class body."""
@@ -212,7 +227,7 @@ class LockRules(WalkerBase):
                                         for d in (dotted(sub.func),) if d is not None))
             self.s.lock_regions.append(LockRegion(
                 where.lineno, where.col_offset, frame.info.qualname, lock, kind, target,
-                target_kind, changed, "read" in access, "write" in access,
+                target_kind, changed, "read" in access, "write" in access, "locked" in access,
                 row_write, calls))
 
     def _lock_ref(self, held: ast.AST, frame: FuncFrame
@@ -450,23 +465,21 @@ def is_state(project: Project, changed: Changed) -> bool:
 def locked_sections(project: Project) -> ModuleCheck:
     """The code under each lock, judged with the database access of the functions it calls."""
     origin = project.reachable()
-    memo: dict[FuncKey, tuple[bool, bool]] = {}
+    memo: dict[FuncKey, tuple[bool, bool, bool]] = {}
 
-    def access(key: FuncKey, seen: set[FuncKey]) -> tuple[bool, bool]:
+    def access(key: FuncKey, seen: set[FuncKey]) -> tuple[bool, bool, bool]:
+        """(reads, writes, locks rows in) the database, itself or through its callees."""
         if key in memo:
             return memo[key]
         info = project.modules[key[0]].functions.get(key[1])
         if info is None or key in seen:
-            return False, False
+            return False, False, False
         seen.add(key)
-        read, write = info.db_read, info.db_write
+        found = (info.db_read, info.db_write, info.db_locked)
         for callee in project.callees(key, False):
-            if read and write:
-                break
-            r, w = access(callee, seen)
-            read, write = read or r, write or w
-        memo[key] = (read, write)
-        return read, write
+            found = tuple(a or b for a, b in zip(found, access(callee, seen), strict=True))
+        memo[key] = found  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
 
     def check(summary: ModuleSummary) -> Iterator[Resolved]:
         for region in summary.lock_regions:
@@ -474,15 +487,13 @@ def locked_sections(project: Project) -> ModuleCheck:
                 other = project.modules.get(region.target[0])
                 if other is None or region.target[1] not in other.locks:
                     continue
-            read, write = region.db_read, region.db_write
+            read, write, locked = region.db_read, region.db_write, region.db_locked
             for name in region.calls:
-                if read and write:
-                    break
                 key = project.resolve_dotted(summary.module, region.func, name)
                 if key is not None:
-                    r, w = access(key, set())
-                    read, write = read or r, write or w
-            write = write or region.row_write and read
+                    r, w, held = access(key, set())
+                    read, write, locked = read or r, write or w, locked or held
+            write = (write or region.row_write and read) and not locked
             what = ""
             changed = [c for c in region.changed if is_state(project, c)]
             if changed:
