@@ -1389,3 +1389,26 @@ def test_a_dict_of_rq_queues_or_queue_names_is_not_a_subscriber_list(tmp_path):
             return ""
     """)
     assert [f.rule for f in result.findings] == ["module-state", "module-state"]
+
+
+def test_a_lock_around_a_view_objects_own_attributes_is_not_shared(tmp_path):
+    """A class-based view is made per request: its own attributes are that request's."""
+    result = scan(tmp_path, FLASK + """
+        import threading
+
+        from flask.views import MethodView
+
+        LOCK = threading.Lock()
+
+        class Totals(MethodView):
+            def __init__(self):
+                self.seen = {}
+
+            def get(self):
+                with LOCK:
+                    self.seen["n"] = self.seen.get("n", 0) + 1
+                return str(self.seen["n"])
+
+        app.add_url_rule("/totals", view_func=Totals.as_view("totals"))
+    """)
+    assert result.findings == []

@@ -277,7 +277,8 @@ class LockRules(WalkerBase):
         if head in ("self", "cls"):
             if not frame.info.cls or len(root) < 2:
                 return None
-            return (head, root[1]), ((module, f"{frame.info.cls}.{root[1]}"),), False
+            # Confirmed: a class attribute, or an object that lives as long as the process.
+            return (head, root[1]), ((module, f"{frame.info.cls}.{root[1]}"),), True
         if head in frame.globals or head in nonlocals or head in self.s.mutables:
             return (head,), ((module, head),), False
         if head in frame.locals:
@@ -458,6 +459,9 @@ def is_state(project: Project, changed: Changed) -> bool:
     for module, name in changed.containers:
         other = project.modules.get(module)
         if other is not None and (name in other.mutables or name in other.shared_values):
+            return True
+        owner = name.rpartition(".")[0]
+        if owner and (module, owner) in project.instance_classes:
             return True
     return False
 
