@@ -8,8 +8,6 @@ import socket
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import limits
-
 
 def wants_json() -> bool:
     """The APIs (uploads, files, /api) answer in JSON, and so does a client that asks for it."""
@@ -33,11 +31,7 @@ def init_app(app: Flask) -> None:
     def client_error(error: HTTPException):
         # The APIs speak JSON; pages get the shop's error page. Both say what to do.
         message = "That file is too large." if error.code == 413 else error.description
-        headers = {}
-        if error.code == 429:  # too many attempts: say when the next one is welcome
-            headers["Retry-After"] = str(getattr(error, "retry_after", None)
-                                         or limits.retry_after())
         if wants_json():
             # A 409 for stock also says which product and how many are left.
-            return {"error": message, **getattr(error, "details", {})}, error.code, headers
-        return render_template("error.html", message=message), error.code, headers
+            return {"error": message, **getattr(error, "details", {})}, error.code
+        return render_template("error.html", message=message), error.code

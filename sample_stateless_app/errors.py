@@ -9,7 +9,7 @@ import botocore.exceptions
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from . import limits, stores
+from . import stores
 
 # Set on a request whose session could not be read because Redis was down.
 SESSION_DOWN = "sample_stateless_app.session_store_down"
@@ -37,14 +37,10 @@ def init_app(app: Flask) -> None:
     def client_error(error: HTTPException):
         # The APIs speak JSON; pages get the shop's error page. Both say what to do.
         message = "That file is too large." if error.code == 413 else error.description
-        headers = {}
-        if error.code == 429:  # too many attempts: say when the next one is welcome
-            headers["Retry-After"] = str(getattr(error, "retry_after", None)
-                                         or limits.retry_after())
         if wants_json():
             # A 409 for stock also says which product and how many are left.
-            return {"error": message, **getattr(error, "details", {})}, error.code, headers
-        return render_template("error.html", message=message), error.code, headers
+            return {"error": message, **getattr(error, "details", {})}, error.code
+        return render_template("error.html", message=message), error.code
 
     @app.before_request
     def session_store_down():

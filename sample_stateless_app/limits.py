@@ -17,6 +17,8 @@ from .stores import redis_client
 
 # The default of LOGIN_RATE_LIMIT (Flask-Limiter's notation: "10 per hour", "5/minute").
 LOGIN_RATE_LIMIT = "5 per minute"
+# The views that check a password: the log-in form and the API's token request.
+PASSWORD_CHECKS = ("auth.login", "api.token")
 
 
 def init_app(app: Flask) -> None:
@@ -31,17 +33,28 @@ def init_app(app: Flask) -> None:
         key_prefix="login",
     )
     # Only a failed attempt counts: a user who logs in again and again is never locked out, a
-    # password guesser is. Once over the limit, even the right password waits.
-    limit = limiter.limit(
+    # password guesser is. Once over the limit, even the right password waits. The log-in form
+    # and the API's token request check the same passwords: they share one count.
+    limit = limiter.shared_limit(
         setting(app, "LOGIN_RATE_LIMIT", LOGIN_RATE_LIMIT),
+        scope="login",
         methods=["POST"],
         exempt_when=lambda: not current_app.config["RATELIMIT_ENABLED"],  # read per request
         deduct_when=lambda response: response.status_code == 401,
         error_message=lambda: f"Too many failed log-ins for this user name from your address: "
                               f"try again in {retry_after()} seconds.",
     )
-    app.view_functions["auth.login"] = limit(app.view_functions["auth.login"])
+    for endpoint in PASSWORD_CHECKS:
+        if endpoint in app.view_functions:
+            app.view_functions[endpoint] = limit(app.view_functions[endpoint])
     app.extensions["login_limiter"] = limiter
+
+    @app.after_request
+    def say_when(response):
+        # Whoever rendered the 429 (the error page, the API's JSON): it says when to retry.
+        if response.status_code == 429 and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = str(retry_after())
+        return response
 
 
 def storage(app: Flask) -> dict:
@@ -61,8 +74,12 @@ def storage(app: Flask) -> dict:
 
 def client_and_user() -> str:
     """Whose attempts count together: one client address trying one user name."""
+    name = request.form.get("username")
+    if name is None:  # the API sends JSON
+        body = request.get_json(silent=True)
+        name = body.get("username") if isinstance(body, dict) else None
     # Hashed: a user name of any length makes a key of one size (and is not kept as such).
-    user = hashlib.sha256(request.form.get("username", "").encode()).hexdigest()[:32]
+    user = hashlib.sha256(str(name or "").encode()).hexdigest()[:32]
     return f"{request.remote_addr}/{user}"
 
 

@@ -31,6 +31,19 @@ def test_failed_log_ins_past_the_limit_get_a_429_that_says_when_to_retry(client,
     assert as_json.json["error"].startswith("Too many failed log-ins")
 
 
+def test_the_api_token_request_shares_the_count(client, auth):
+    # Both check alice's password: a guesser gets the limit once, not once per door.
+    def token(password: str):
+        return client.post("/api/token", json={"username": "alice", "password": password})
+
+    statuses = [(auth.login(password="guess") if i % 2 == 0 else token("guess")).status_code
+                for i in range(LIMIT + 1)]
+    assert statuses == [401] * LIMIT + [429], statuses
+    refused = token("wonderland")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert refused.json["error"].startswith("Too many failed log-ins for this user name")
+
+
 def test_log_ins_that_succeed_do_not_count(auth):
     for _ in range(2 * LIMIT):
         assert auth.login().status_code == 302
