@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -77,11 +79,53 @@ def normalize(response: requests.Response) -> str:
         text = " ".join(m.group(1) for m in (nav, main) if m)
         body = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text))).strip()
     elif "json" in kind:
-        body = response.text.strip()
+        body = _json_seen(response)
+    elif "event-stream" in kind:
+        # What a page shows of a stream: its events, not the ids (each shop numbers its own).
+        body = " | ".join(f"{e.kind}: {e.data}" for e in sse_events(response.text))
     else:
         digest = hashlib.sha256(response.content).hexdigest()
         body = f"{len(response.content)} bytes sha256={digest}"
     return HEX_ID.sub("<id>", f"{response.status_code} {location} {body}")
+
+
+@dataclass
+class Event:
+    """One Server-Sent Event as a browser's EventSource delivers it."""
+
+    id: str | None
+    kind: str
+    data: str
+
+
+def sse_events(text: str) -> list[Event]:
+    """The events of a Server-Sent Events body (comments and ``retry:`` lines left out)."""
+    events = []
+    for block in re.split(r"\r?\n\r?\n", text):
+        fields: dict[str, list[str]] = {}
+        for line in block.splitlines():
+            name, sep, value = line.partition(":")
+            if name and sep:
+                fields.setdefault(name, []).append(value.removeprefix(" "))
+        if "data" in fields:
+            ids = fields.get("id")
+            events.append(Event(ids[-1] if ids else None, (fields.get("event") or ["message"])[-1],
+                                "\n".join(fields["data"])))
+    return events
+
+
+def _json_seen(response: requests.Response) -> str:
+    """A JSON answer with its tokens blanked (each run signs its own) and the token lifetime and
+    refresh fields left out: the after-shop's access tokens are short-lived and come with a
+    refresh token (the lesson), which a client of the old API does not read."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text.strip()
+    if isinstance(data, dict):
+        data = {k: ("<token>" if k.endswith("token") and isinstance(v, str) else v)
+                for k, v in data.items() if not k.startswith("refresh_") and k != "expires_in"}
+    return json.dumps(data, sort_keys=True)
 
 
 def marker(text: str, element_id: str) -> str | None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from migrate.harness.http import (  # noqa: F401 (re-exported: the journey's pub
     cart_lines,
     error_cause,
     normalize,
+    sse_events,
 )
 from migrate.harness.http import describe as _describe
 from migrate.harness.http import expect_ok as _expect_ok
@@ -36,6 +39,7 @@ from migrate.harness.http import expect_redirect as _expect_redirect
 from migrate.harness.http import marker as _marker
 
 MIB = 1024 * 1024
+LAST_ITEMS = 6  # the shop's product with only a few left (the seed's apron)
 
 
 @dataclass
@@ -144,6 +148,8 @@ class Journey:
             Step("add product 1", "POST", "/cart/add", lambda j: j._add(1, 1)),
             Step("add product 2", "POST", "/cart/add", lambda j: j._add(2, 2)),
             Step("view cart", "GET", "/cart", Journey._view_cart),
+            Step("API token", "POST", "/api/token", Journey._api_token),
+            Step("API token on another instance", "GET", "/api/me", Journey._api_me),
             Step("upload avatar", "POST", "/account/avatar", Journey._upload_avatar),
             Step("download avatar", "GET", "/account/avatar", Journey._download_avatar),
             Step("start chunked upload", "POST", "/uploads", Journey._start_upload),
@@ -158,8 +164,12 @@ class Journey:
             Step("view product", "GET", "/product/3", lambda j: j._view_product(first=True)),
             Step("view product again", "GET", "/product/3", lambda j: j._view_product(False)),
             Step("check out", "POST", "/checkout", Journey._checkout),
+            Step("order event on another instance", "GET", "/orders/events",
+                 Journey._order_event),
             Step("order confirmed", "GET", "/orders/<id>", Journey._order_confirmed),
             Step("order listed", "GET", "/account", Journey._order_listed),
+            Step("buy the last items", "POST", "/checkout", Journey._buy_last_items),
+            Step("sold out", "GET", f"/product/{LAST_ITEMS}", Journey._sold_out),
             Step("log out", "POST", "/logout", Journey._logout),
             Step("account asks for login", "GET", "/account", Journey._account_after_logout),
         ]
@@ -202,6 +212,24 @@ class Journey:
         if lines != self.ctx["cart"]:
             raise StepFailed(f"view cart: expected {self.ctx['cart']}, the page shows {lines}")
         return r, f"{sum(lines.values())} items, as added"
+
+    def _api_token(self) -> tuple[requests.Response, str]:
+        r = self._send("POST", "/api/token",
+                       json={"username": self.user, "password": self.password})
+        _expect_ok(r, "API token")
+        self.ctx["token"] = r.json()["access_token"]
+        return r, "a bearer token for the API"
+
+    def _api_me(self) -> tuple[requests.Response, str]:
+        r = self._send("GET", "/api/me", headers={"Authorization": f"Bearer {self.ctx['token']}"})
+        if r.status_code == 401:
+            raise StepFailed(
+                f"API token on another instance: {_describe(r)}; the API client appears logged "
+                "out: its token lives only in the process that issued it")
+        _expect_ok(r, "API token on another instance")
+        if r.json().get("username") != self.user:
+            raise StepFailed(f"API token on another instance: it names {r.json()!r}")
+        return r, f"the token is {self.user}'s here too"
 
     def _upload_avatar(self) -> tuple[requests.Response, str]:
         files = {"avatar": ("avatar.png", io.BytesIO(self.avatar), "image/png")}
@@ -277,6 +305,44 @@ class Journey:
         self.ctx["cart"] = {}
         return r, f"order {self.ctx['order_id']}"
 
+    def _order_event(self) -> tuple[requests.Response, str]:
+        # ?seconds=0: the events kept so far, then the stream ends (no thread held open).
+        r = self._send("GET", "/orders/events?seconds=0")
+        _expect_ok(r, "order event on another instance")
+        seen = [json.loads(e.data) for e in sse_events(r.text) if e.kind == "status"]
+        order = self.ctx["order_id"]
+        if not any(e.get("order_id") == order and e.get("status") == "placed" for e in seen):
+            raise StepFailed(
+                f"order event on another instance: order {order}'s 'placed' event is not in "
+                f"this instance's stream ({len(seen)} events); it reached only the instance "
+                "that raised it")
+        # Whether 'confirmed' is in yet depends on the mail job's timing: not part of the page.
+        self._page = f"{r.status_code} order {order} placed"
+        return r, f"order {order} placed, heard here"
+
+    def _buy_last_items(self) -> tuple[requests.Response, str]:
+        r = self._send("GET", f"/product/{LAST_ITEMS}")
+        _expect_ok(r, "buy the last items")
+        left = int(_marker_attr(r.text, "data-stock") or 0)
+        self.ctx["left"] = left
+        if left == 0:
+            return r, "already sold out (an earlier journey bought them)"
+        r = self._send("POST", "/cart/add", data={"product_id": LAST_ITEMS, "quantity": left})
+        _expect_redirect(r, "/cart", "buy the last items")
+        r = self._send("POST", "/checkout")
+        if r.status_code == 409:
+            raise StepFailed(f"buy the last items: {_describe(r)}; the page said {left} left")
+        _expect_redirect(r, "/orders/", "buy the last items")
+        return r, f"the last {left} bought"
+
+    def _sold_out(self) -> tuple[requests.Response, str]:
+        r = self._send("GET", f"/product/{LAST_ITEMS}")
+        _expect_ok(r, "sold out")
+        left = _marker_attr(r.text, "data-stock")
+        if left != "0":
+            raise StepFailed(f"sold out: the page says {left} left after the last were bought")
+        return r, "sold out"
+
     def _order_confirmed(self) -> tuple[requests.Response, str]:
         deadline = time.monotonic() + self.confirm_timeout
         while True:
@@ -341,6 +407,7 @@ class Journey:
             started = time.monotonic()
             result = StepResult(number, step.name, step.method, step.path, ok=False)
             self._last, self._last_response = (None, 0), None
+            self._page: str | None = None  # a step whose answer depends on timing says what counts
             try:
                 _, result.detail = step.run(self)
                 result.ok = True
@@ -352,7 +419,7 @@ class Journey:
             if self._last_response is not None:
                 result.status = self._last_response.status_code
                 result.instance = self._last_response.headers.get("X-Instance")
-                result.page = normalize(self._last_response)
+                result.page = self._page or normalize(self._last_response)
             result.seconds = round(time.monotonic() - started, 4)
             self.results.append(result)
             if on_step:
@@ -369,6 +436,11 @@ class Journey:
             seconds=round(time.monotonic() - self.started, 3),
             finished=finished,
         )
+
+
+def _marker_attr(text: str, attribute: str) -> str | None:
+    found = re.search(rf'{attribute}="([^"]*)"', text)
+    return found.group(1) if found else None
 
 
 def _chunk_step(n: int) -> Callable[[Journey], tuple[requests.Response, str]]:
