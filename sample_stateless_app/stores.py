@@ -77,6 +77,7 @@ def adopt_cart(session) -> None:
     for product_id, quantity in cart.items():
         args += [str(product_id), int(quantity)]
     redis_client().eval(_ADOPT_CART, 2, key, f"{{{key}}}:adopted:{session.sid}", *args)
+    take_prefetched("HGETALL", key)  # read with the session, before the adoption: stale now
 
 
 # One round trip per request: the session interface reads what a page needs with the session
