@@ -19,8 +19,10 @@ It reads and writes exactly what ``Session(app)`` with ``SESSION_TYPE='redis'`` 
   such as ``cart:<user_id>``; the app takes them with ``take_prefetched``), with
   ``SESSION_REFRESH_EACH_REQUEST`` the TTL is extended in that same round trip and an unchanged
   session is not written back, and the writes an app ``defer``s go in one pipeline with the
-  session's own write at the end of the request. On a Redis Cluster the keys live in different
-  slots: there the session is read alone, and every app read falls back to its own round trip.
+  session's own write at the end of the request. A prefetched reply is the key as it was at
+  the session's read: code that changes such a key before the page reads it takes the reply out
+  of the way first (``take_prefetched``). On a Redis Cluster the keys live in different slots:
+  there the session is read alone, and every app read falls back to its own round trip.
 """
 
 from __future__ import annotations
