@@ -12,8 +12,9 @@
 
 Every PUT carries ``Content-MD5`` (checked by every S3 server) and the metadata ``sha256`` and
 ``mtime``. Large files travel on threads in this process while the small ones go through the
-workers; a large file is read and hashed while the one before it travels (two at most, so
-memory stays bounded by 2 x ``BUFFER_MAX``, or 2 x part threads x part size).
+workers; ``LARGE_AT_ONCE`` large files are read, hashed and sent at once, so one's hashing
+overlaps the others' sending (memory stays bounded by that many x ``BUFFER_MAX``, or x part
+threads x part size).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from migrate.files.walk import (
 
 SMALL_MAX = 8 * MIB  # below: read whole in a worker process; above: on threads here
 BUFFER_MAX = 64 * MIB  # a single PUT up to this size is read once into memory and sent from it
+LARGE_AT_ONCE = 4  # large files in flight: memory stays under 4 x BUFFER_MAX (or their parts)
 LOST = "not attempted: the S3 endpoint stopped answering"
 _endpoint_lost = threading.Event()  # per process: once the endpoint is gone, stop trying
 
@@ -193,29 +195,26 @@ def _unread(exc: OSError | Changed) -> str:
 
 
 def _send_large(large: list[Entry], jobs: int, threshold: int, record: RecordFn) -> None:
-    """A pipeline: this thread reads and hashes file k+1 while file k travels; two files at
-    most (each holding a slot from its read to its last byte sent)."""
+    """``LARGE_AT_ONCE`` files at a time, each read (and hashed) then sent on its own thread:
+    one file's hashing overlaps the others' sending, and the server takes several at once."""
     part_threads = max(2, min(jobs, 8) // 2)
-    slots = threading.Semaphore(2)
-    with ThreadPoolExecutor(2) as pool:
-        for entry in large:
-            slots.acquire()
-            body: bytearray | None = None
-            try:
-                if entry.size < min(threshold, BUFFER_MAX + 1):
-                    body, digests = read_with_digests(entry.path, entry.size)
-                else:
-                    digests = large_digests(entry.path, entry.size,
-                                            multipart=entry.size >= threshold)
-            except (OSError, Changed) as exc:
-                slots.release()
-                reason = _unread(exc)
-                record(FileRecord(entry.path, entry.key, entry.size, None, FAILED, reason),
-                       entry)
-                continue
-            future = pool.submit(_send_one_large, entry, digests, part_threads, record, body)
-            del body  # the pool's task holds it until sent
-            future.add_done_callback(lambda _f: slots.release())
+    with ThreadPoolExecutor(LARGE_AT_ONCE) as pool:
+        for _ in pool.map(lambda e: _read_and_send(e, threshold, part_threads, record), large):
+            pass
+
+
+def _read_and_send(entry: Entry, threshold: int, part_threads: int, record: RecordFn) -> None:
+    """On a large-file thread: every digest in one read, then the upload (or the failure)."""
+    body: bytearray | None = None
+    try:
+        if entry.size < min(threshold, BUFFER_MAX + 1):
+            body, digests = read_with_digests(entry.path, entry.size)
+        else:
+            digests = large_digests(entry.path, entry.size, multipart=entry.size >= threshold)
+    except (OSError, Changed) as exc:
+        record(FileRecord(entry.path, entry.key, entry.size, None, FAILED, _unread(exc)), entry)
+        return
+    _send_one_large(entry, digests, part_threads, record, body)
 
 
 def _send_one_large(entry: Entry, digests: LargeDigests, part_threads: int,
