@@ -1,0 +1,153 @@
+"""File-export behaviour a mutation run (issue 10) found no test for: small deliberate bugs in
+migrate.files passed every test. Each test names what a user would notice, on a real S3 server
+(rclone serve s3) where the behaviour involves one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from migrate.files import export_files
+from migrate.files.plan import plan
+from migrate.files.transfer import MIB, Endpoint
+from migrate.files.walk import Entry
+from tests import test_files_support as support
+
+s3_server, s3_env = support.s3_server, support.s3_env
+
+
+def recorder(records: list):
+    """The ``record`` callback ``plan`` reports every file it does not send to. Each record
+    must come with its entry (that is what advances the progress bar) and the path it names."""
+
+    def record(rec, entry=None, etag=""):
+        assert entry is not None and entry.path == rec.path, "a file left out of the progress"
+        records.append(rec)
+        if rec.status == "skipped":
+            assert etag, "a skipped file not remembered in the state file"
+
+    return record
+
+
+def entry_for(path: Path, key: str, mtime_ns: int, size: int | None = None) -> Entry:
+    return Entry(str(path), key, path.stat().st_size if size is None else size, mtime_ns)
+
+
+def test_the_same_file_on_two_instances_is_uploaded_once_and_counted_as_a_duplicate(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    for n in (1, 2):
+        path = tmp_path / f"instance-{n}" / "avatars" / "me.png"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"the same avatar on both instances")
+        os.utime(path, ns=(n * 10**18, n * 10**18))
+    progress: list[tuple[int, int]] = []
+    manifest = tmp_path / "manifest.ndjson"
+    result = export_files([tmp_path / "instance-1", tmp_path / "instance-2"],
+                          "s3://mutants-duplicate", endpoint_url=s3_server.url,
+                          create_bucket=True, manifest=manifest, jobs=1,
+                          on_progress=lambda files, total, done, size: progress.append(
+                              (files, total)))
+    # Equal content: one upload and one duplicate, not "another instance has a newer file".
+    assert result.ok and (result.uploaded, result.duplicates) == (1, 1)
+    assert result.problems == []
+    assert support.bucket_keys(s3_server, "mutants-duplicate") == {"avatars/me.png": 33}
+    assert progress[-1] == (2, 2)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    duplicate = next(row for row in rows if row["status"] == "duplicate")
+    assert duplicate["path"] == str(tmp_path / "instance-1" / "avatars" / "me.png")
+    assert (duplicate["key"], duplicate["size"]) == ("avatars/me.png", 33)
+    assert duplicate["sha256"] == hashlib.sha256(b"the same avatar on both instances").hexdigest()
+    assert str(tmp_path / "instance-2" / "avatars" / "me.png") in duplicate["reason"]
+
+
+def test_an_older_different_copy_is_reported_superseded_with_its_own_checksum(
+        tmp_path: Path) -> None:
+    copies = []
+    for n, data in ((2, b"newer"), (1, b"old")):
+        path = tmp_path / f"instance-{n}" / "me.png"
+        path.parent.mkdir()
+        path.write_bytes(data)
+        copies.append(entry_for(path, "avatars/me.png", n * 1000))
+    newest, older = copies
+    records: list = []
+    ep = Endpoint("http://127.0.0.1:9", "shop", "us-east-1")
+
+    assert plan([older, newest], {}, {}, 64 * MIB, recorder(records), ep) == [newest]
+    assert [(r.path, r.key, r.size, r.sha256, r.status) for r in records] == [
+        (older.path, "avatars/me.png", 3, hashlib.sha256(b"old").hexdigest(), "superseded")]
+    assert newest.path in records[0].reason
+
+
+def test_every_older_copy_of_a_key_is_accounted_for_even_after_one_cannot_be_read(
+        tmp_path: Path) -> None:
+    copies = []
+    for n, data in ((3, b"same"), (2, b"same"), (1, b"same")):
+        path = tmp_path / f"instance-{n}" / "me.png"
+        path.parent.mkdir()
+        path.write_bytes(data)
+        # The middle copy changed size after it was listed: it cannot be read as listed.
+        copies.append(entry_for(path, "avatars/me.png", n * 1000, size=99 if n == 2 else None))
+    newest, changed, oldest = copies
+    records: list = []
+    ep = Endpoint("http://127.0.0.1:9", "shop", "us-east-1")
+
+    todo = plan([oldest, changed, newest], {}, {}, 64 * MIB, recorder(records), ep)
+
+    assert todo == [newest]
+    outcome = {(r.path, r.key, r.status) for r in records}
+    assert outcome == {(changed.path, changed.key, "failed"),
+                       (oldest.path, oldest.key, "duplicate")}
+    failed = next(r for r in records if r.status == "failed")
+    assert failed.size == 99 and "99" in failed.reason
+
+
+def test_a_listed_file_that_cannot_be_read_is_reported_not_sent(tmp_path: Path) -> None:
+    path = tmp_path / "me.png"
+    path.write_bytes(b"grew after it was listed")
+    listed = entry_for(path, "me.png", 1000, size=4)
+    records: list = []
+    ep = Endpoint("http://127.0.0.1:9", "shop", "us-east-1")
+
+    todo = plan([listed], {"me.png": (4, "0" * 32)}, {}, 64 * MIB, recorder(records), ep)
+
+    assert todo == []
+    assert [(r.path, r.key, r.size, r.status) for r in records] == [
+        (listed.path, "me.png", 4, "failed")]
+    assert records[0].reason
+
+
+def test_a_changed_file_under_a_multipart_etag_is_sent_and_an_equal_one_is_not(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    bucket = "mutants-multipart"
+    client = s3_server.client()
+    client.create_bucket(Bucket=bucket)
+    ep = Endpoint(s3_server.url, bucket, "us-east-1", support.ACCESS_KEY, support.SECRET_KEY)
+    same, changed = tmp_path / "same.bin", tmp_path / "changed.bin"
+    same.write_bytes(b"a" * 1000)
+    changed.write_bytes(b"b" * 1000)
+    # Both objects were uploaded in parts of another size: their ETags cannot be recomputed,
+    # only their sha256 metadata tells whether the local file is what the bucket holds.
+    for key in ("same.bin", "changed.bin"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"a" * 1000,
+                          Metadata={"sha256": hashlib.sha256(b"a" * 1000).hexdigest()})
+    listing = {"same.bin": (1000, "0123456789abcdef0123456789abcdef-3"),
+               "changed.bin": (1000, "0123456789abcdef0123456789abcdef-3")}
+    entries = [entry_for(same, "same.bin", 1), entry_for(changed, "changed.bin", 1)]
+    records: list = []
+
+    todo = plan(entries, listing, {}, 100, recorder(records), ep)
+
+    assert [e.key for e in todo] == ["changed.bin"]
+    assert [(r.key, r.status, r.sha256) for r in records] == [
+        ("same.bin", "skipped", hashlib.sha256(b"a" * 1000).hexdigest())]
+
+    # The other way round: a small local file (plain MD5) beside a multipart ETag, and a
+    # file big enough for parts beside a plain one: the sha256 metadata decides too.
+    for threshold, etag in ((64 * MIB, "0123456789abcdef0123456789abcdef-3"),
+                            (100, "0123456789abcdef0123456789abcdef")):
+        records = []
+        todo = plan([entry_for(same, "same.bin", 1)], {"same.bin": (1000, etag)}, {},
+                    threshold, recorder(records), ep)
+        assert todo == [] and [r.status for r in records] == ["skipped"], (threshold, etag)
