@@ -151,3 +151,18 @@ def test_a_changed_file_under_a_multipart_etag_is_sent_and_an_equal_one_is_not(
         todo = plan([entry_for(same, "same.bin", 1)], {"same.bin": (1000, etag)}, {},
                     threshold, recorder(records), ep)
         assert todo == [] and [r.status for r in records] == ["skipped"], (threshold, etag)
+
+
+def test_a_symlink_to_a_folder_inside_the_source_is_counted_excluded_and_its_files_sent_once(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    src = tmp_path / "uploads"
+    (src / "real").mkdir(parents=True)
+    (src / "real" / "a.txt").write_bytes(b"once")
+    (src / "alias").symlink_to(src / "real")
+    manifest = tmp_path / "manifest.ndjson"
+    result = export_files([src], "s3://mutants-linked-folder", endpoint_url=s3_server.url,
+                          create_bucket=True, manifest=manifest)
+    assert result.ok and (result.uploaded, result.excluded) == (1, 1)
+    assert [(p.path, p.status) for p in result.problems] == [(str(src / "alias"), "excluded")]
+    assert "folder inside the source" in result.problems[0].reason
+    assert support.bucket_keys(s3_server, "mutants-linked-folder") == {"real/a.txt": 4}
