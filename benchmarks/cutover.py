@@ -29,7 +29,9 @@ from migrate.harness.cutover import CutoverResult, run_cutover  # noqa: E402
 
 ROWS = [("requests", "requests"), ("failed requests", "failed_requests"),
         ("logouts", "logouts"), ("lost cart items", "lost_cart_items"),
-        ("lost files", "lost_files"), ("sessions exported", "sessions_exported"),
+        ("lost files", "lost_files"), ("API clients logged out", "api_logouts"),
+        ("order events missed", "events_missed"), ("items oversold", "oversold"),
+        ("sessions exported", "sessions_exported"),
         ("files exported", "files_exported"), ("cut-over seconds", "cutover_seconds"),
         ("run seconds", "seconds")]
 
@@ -62,13 +64,16 @@ def main() -> None:
     for label, name in ROWS:
         print(f"{label:20} {getattr(plain, name):>15} {getattr(tool, name):>10}")
     for label, name in (("logouts", "logouts"), ("lost cart items", "lost_cart_items"),
-                        ("lost files", "lost_files")):
+                        ("lost files", "lost_files"), ("API clients logged out", "api_logouts"),
+                        ("order events missed", "events_missed")):
         share = getattr(tool, name) / max(1, getattr(plain, name))
         print(f"{label} with migrate / plain redeploy: {share:.2f}")
-    lost = tool.failed_requests + tool.logouts + tool.lost_cart_items + tool.lost_files
+    lost = (tool.failed_requests + tool.logouts + tool.lost_cart_items + tool.lost_files
+            + tool.api_logouts + tool.events_missed + tool.oversold)
     print(f"headline: {tool.requests} requests by {args.users} users over the run (before, "
           f"during and after the cut-over and the SIGKILL), "
-          f"{lost} lost (failed requests, logouts, cart items, files): "
+          f"{lost} lost (failed requests, logouts, cart items, files, API clients, "
+          "events, oversold items): "
           f"{'0, as required' if lost == 0 else 'NOT 0'}")
     for problem in tool.problems:
         print("  problem:", problem)

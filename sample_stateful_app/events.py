@@ -69,6 +69,10 @@ def publish(user_id: int, order_id: int, status: str) -> str:
         _HISTORY.setdefault(user_id, deque(maxlen=HISTORY_SIZE)).append(event)
         for subscriber in _SUBSCRIBERS.get(user_id, []):
             subscriber.put(event)
+    bridge = current_app.extensions.get("migrate_bridge")
+    if bridge is not None:  # migration window only: the after-app's stream hears it too
+        bridge.event_raised(f"events:{user_id}", {"order_id": order_id, "status": status},
+                            maxlen=HISTORY_SIZE)
     return event.id
 
 

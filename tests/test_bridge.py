@@ -223,7 +223,7 @@ def test_the_app_keeps_serving_when_the_mirror_redis_is_down(tmp_path):
     # Two saves (the login, then the refresh on this request), neither reached Redis.
     assert status.get_json() == {"mirror": True, "mirrored": 0, "deleted": 0,
                                  "unconvertible": 0, "errors": 2, "tokens_mirrored": 0,
-                                 "tokens_revoked": 0}
+                                 "tokens_revoked": 0, "events_mirrored": 0}
 
 
 @pytest.mark.parametrize("store", ["simple", "filesystem"])

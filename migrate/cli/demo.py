@@ -134,7 +134,9 @@ def _render_demo(result: Any) -> None:
         closing.add_column("")
         closing.add_column("count", justify="right")
         lost = [("failed requests", cut.failed_requests), ("logouts", cut.logouts),
-                ("cart items lost", cut.lost_cart_items), ("files lost", cut.lost_files)]
+                ("cart items lost", cut.lost_cart_items), ("files lost", cut.lost_files),
+                ("API clients logged out", cut.api_logouts),
+                ("order events missed", cut.events_missed), ("items oversold", cut.oversold)]
         for label, value in [("requests served", cut.requests),
                              ("sessions migrated", cut.sessions_exported),
                              ("files migrated", cut.files_exported),

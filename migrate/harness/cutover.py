@@ -15,7 +15,9 @@ The sequence, with the users' traffic running throughout:
    one instance SIGKILLed, and the users carry on.
 
 Each user counts what they would notice: being logged out, cart items gone, their avatar gone
-or different, a request that failed after the client's retry of a refused connection.
+or different, a request that failed after the client's retry of a refused connection, their API
+token refused, an order whose live update never came. At the end, every user at once buys the
+last few of a scarce product: ``oversold`` counts orders for items that did not exist.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import requests
 
 from migrate.harness.cluster import Cluster
 from migrate.harness.journey import Journey, JourneyResult
+from migrate.harness.rush import last_items_rush
 from migrate.harness.shoppers import (
     COUNTS,
     HOLD_SECONDS,
@@ -70,6 +73,9 @@ class CutoverResult:
     logouts: int = 0
     lost_cart_items: int = 0
     lost_files: int = 0
+    api_logouts: int = 0  # API clients whose token was refused
+    events_missed: int = 0  # orders whose 'placed' event never reached the user's stream
+    oversold: int = 0  # the last-items rush: orders beyond the stock
     rounds: int = 0
     sessions_exported: int = 0
     files_exported: int = 0
@@ -82,7 +88,8 @@ class CutoverResult:
 
     @property
     def ok(self) -> bool:
-        lost = self.failed_requests + self.logouts + self.lost_cart_items + self.lost_files
+        lost = (self.failed_requests + self.logouts + self.lost_cart_items + self.lost_files
+                + self.api_logouts + self.events_missed + self.oversold)
         journey_ok = self.journey is None or (self.journey.ok and self.journey.finished)
         return lost == 0 and self.rounds > 0 and journey_ok
 
@@ -155,6 +162,13 @@ def run_cutover(
                     for s in shoppers:
                         s.join(timeout=HOLD_SECONDS + 30)
                 _add_tallies(result, shoppers)
+                rush = last_items_rush(cluster.urls, run.database_url, names)
+                result.oversold = rush.oversold
+                narrate(f"Last-items rush: {rush.buyers} users at once for the last {rush.stock}:"
+                        f" {rush.bought} bought, {rush.sold_out} told sold out, "
+                        f"{rush.failed} failed; {rush.stock_left} left")
+                if rush.failed:
+                    result.problems.append(f"last-items rush: {rush.failed} check-outs failed")
                 if keep_running:
                     if kill:
                         cluster.start_instance(0)

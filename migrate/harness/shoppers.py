@@ -1,13 +1,15 @@
 """Simulated shoppers: each logs in once, then shops without pause and counts what it loses.
 
 A user notices being logged out, cart items gone, their avatar gone or different, and a request
-that failed after the client's retry of a refused connection; each ``Shopper`` counts exactly
-those in its ``Tally``. The ``Router`` plays the balancer: sticky before the cut-over, round-robin
-after.
+that failed after the client's retry of a refused connection; as an API client, its token
+refused; as a reader of its orders' live updates, an order whose event never came. Each
+``Shopper`` counts exactly those in its ``Tally``. The ``Router`` plays the balancer: sticky
+before the cut-over, round-robin after.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -15,13 +17,16 @@ from dataclasses import dataclass, field
 
 import requests
 
-from migrate.harness.journey import cart_lines, error_cause
+from migrate.harness.http import cart_lines, error_cause, sse_events
 
 PASSWORD = "shopper-pass"
 HOLD_SECONDS = 30.0  # how long a user's request waits for a refused instance to come back
 PRODUCTS = 5
 # What each user counts, named as in CutoverResult, which sums them.
-COUNTS = ("requests", "failed_requests", "logouts", "lost_cart_items", "lost_files", "rounds")
+COUNTS = ("requests", "failed_requests", "logouts", "lost_cart_items", "lost_files",
+          "api_logouts", "events_missed", "rounds")
+CHECKOUT_EVERY = 4  # rounds between check-outs (each raises an order event)
+EVENTS_EVERY = 8  # rounds between reads of the live updates: an order waits a while to be heard
 
 
 @dataclass
@@ -33,6 +38,8 @@ class Tally:
     logouts: int = 0
     lost_cart_items: int = 0
     lost_files: int = 0
+    api_logouts: int = 0  # the API answered 401 to a token it had issued
+    events_missed: int = 0  # orders whose 'placed' event never reached the user's stream
     rounds: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -86,6 +93,9 @@ class Shopper(threading.Thread):
         self.rng = random.Random(index)
         self.error: BaseException | None = None
         self._recovering = False
+        self.token: str | None = None  # the user's API token
+        self.unheard: set[int] = set()  # orders placed whose event the stream has not brought
+        self.last_event_id: str | None = None
 
     # --- requests ------------------------------------------------------------------------
 
@@ -146,6 +156,65 @@ class Shopper(threading.Thread):
             return False
         return True
 
+    def api_login(self) -> None:
+        r = self.send("POST", "/api/token", json={"username": self.username, "password": PASSWORD})
+        if r is not None and r.status_code == 201:
+            self.token = r.json()["access_token"]
+        elif r is not None:
+            self.fail(f"API token: HTTP {r.status_code}")
+
+    def check_api(self) -> None:
+        """The API client's call; a 401 means it was logged out. A token the shop asks to trade
+        (``X-Token-Upgrade``: a migrated opaque one) is traded for a JWT, as a client would."""
+        if self.token is None:
+            return self.api_login()
+        r = self.send("GET", "/api/me", headers={"Authorization": f"Bearer {self.token}"})
+        if r is None:
+            return None
+        if r.status_code == 401:
+            self.tally.api_logouts += 1
+            self.tally.problem(f"API token refused on {r.headers.get('X-Instance', '?')}")
+            self.token = None
+            return self.api_login()
+        if r.status_code != 200:
+            return self.fail(f"API: HTTP {r.status_code}")
+        if r.headers.get("X-Token-Upgrade"):
+            traded = self.send("POST", "/api/token/refresh", json={"refresh_token": self.token})
+            if traded is not None and traded.status_code in (200, 201):
+                self.token = traded.json()["access_token"]
+        return None
+
+    def checkout(self) -> None:
+        if not self.cart:
+            return
+        r = self.send("POST", "/checkout")
+        if r is None or self.logged_out(r):
+            return
+        if r.status_code == 409:
+            return  # sold out: the user sees why; not a loss
+        if r.status_code != 302 or "/orders/" not in r.headers.get("Location", ""):
+            self.fail(f"check out: HTTP {r.status_code}")
+            return
+        self.unheard.add(int(r.headers["Location"].rsplit("/", 1)[1]))
+        self.cart = {}
+
+    def check_events(self, last_look: bool = False) -> None:
+        """Read the live updates kept since the last one heard (``?seconds=0``: no waiting)."""
+        headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
+        r = self.send("GET", "/orders/events?seconds=0", headers=headers)
+        if r is None or self.logged_out(r):
+            return
+        if r.status_code != 200:
+            self.fail(f"order events: HTTP {r.status_code}")
+            return
+        for event in sse_events(r.text):
+            if event.kind == "status":
+                self.unheard.discard(json.loads(event.data).get("order_id"))
+                self.last_event_id = event.id or self.last_event_id
+        if last_look and self.unheard:
+            self.tally.events_missed += len(self.unheard)
+            self.tally.problem(f"{len(self.unheard)} orders' events never heard")
+
     def add(self) -> None:
         product = 1 + self.rng.randrange(PRODUCTS)
         r = self.send("POST", "/cart/add", data={"product_id": product, "quantity": 1})
@@ -200,16 +269,23 @@ class Shopper(threading.Thread):
         if self.tally.rounds % 4 == 0:
             self.upload_avatar()
         self.check_avatar()
+        self.check_api()
+        if self.tally.rounds % CHECKOUT_EVERY == 1:
+            self.checkout()
+        if self.tally.rounds % EVENTS_EVERY == 0:
+            self.check_events()
         self.tally.rounds += 1
 
     def run(self) -> None:
         try:
             if not self.login():
                 return
+            self.api_login()
             while not self.stop_event.is_set():
                 self.one_round()
             self.check_cart()  # the last look: everything still there?
             self.check_avatar()
+            self.check_events(last_look=True)
         except BaseException as exc:  # noqa: BLE001 - reported in the result, never lost
             self.error = exc
             self.tally.problem(f"{type(exc).__name__}: {exc}")
@@ -217,11 +293,11 @@ class Shopper(threading.Thread):
 
 def create_shoppers(database_url: str, count: int) -> list[str]:
     """Add ``count`` shop users (the before schema) and return their names."""
-    from sqlalchemy import select
+    from sqlalchemy import select, update
     from sqlalchemy.orm import Session
     from werkzeug.security import generate_password_hash
 
-    from sample_stateful_app.db import User, init_db, make_engine
+    from sample_stateful_app.db import Product, User, init_db, make_engine
 
     init_db(database_url)
     names = [f"shopper{n:02d}" for n in range(1, count + 1)]
@@ -230,6 +306,9 @@ def create_shoppers(database_url: str, count: int) -> list[str]:
     with Session(engine) as s, s.begin():
         have = set(s.scalars(select(User.username)))
         s.add_all(User(username=n, password_hash=digest) for n in names if n not in have)
+        # Enough of what the users buy that a sold-out product is rare (the last-items rush
+        # tests the scarce one on purpose).
+        s.execute(update(Product).where(Product.id <= PRODUCTS).values(stock=1_000_000))
     engine.dispose()
     return names
 

@@ -30,6 +30,10 @@ hashed (sha256, never the token itself) for ``migrate export-sessions``, and wit
 the app calls ``token_saved`` / ``token_revoked`` on ``app.extensions["migrate_bridge"]`` as it
 issues and revokes them. ``migrate.sessions.tokens`` documents the Redis layout.
 
+Live updates: an app that keeps its event history in the process calls ``event_raised(stream,
+fields)`` on ``app.extensions["migrate_bridge"]`` as it raises each one; the bridge appends it
+to the Redis stream the after-app reads, so a client resuming there misses nothing.
+
 The after-app's side is ``migrate.sessions.interface`` (and ``migrate.sessions.tokens``).
 """
 
@@ -120,6 +124,7 @@ class MirrorStats:
     errors: int = 0  # Redis missed these changes: run export-sessions again afterwards
     tokens_mirrored: int = 0  # API tokens written to Redis as they were issued
     tokens_revoked: int = 0  # API tokens marked revoked in Redis as they were revoked
+    events_mirrored: int = 0  # live-update events appended to the after-app's Redis streams
 
 
 class MigrationBridge:
@@ -237,6 +242,17 @@ class MigrationBridge:
                 lambda: tokens.save_revoked(self.redis, token, expires, time.time()), token,
                 "API token"):
             self._count("tokens_revoked")
+
+    # --- live updates: the app calls this as it raises an event ---------------------------
+
+    def event_raised(self, stream: str, fields: dict[str, Any], maxlen: int = 1000) -> None:
+        """Append an event to the Redis stream the after-app reads (its own id there), so a
+        client that reconnects to an after-instance still hears what a before-instance raised
+        while it was away. Keep ``maxlen`` the after-app's (approximate trimming, as XADD's)."""
+        if self.redis is not None and self._redis_call(
+                lambda: self.redis.xadd(stream, fields, maxlen=maxlen, approximate=True), None,
+                "event"):
+            self._count("events_mirrored")
 
     def _pages(self, pager: Any, after: str | None) -> Iterator[bytes]:
         # A response lasts at most page_seconds: a sync worker's timeout (gunicorn: 30 s)
