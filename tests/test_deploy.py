@@ -78,6 +78,9 @@ def test_the_after_shops_manifests_validate_and_say_what_the_issue_asks(tmp_path
     command = container["command"]
     assert command[0] == "gunicorn" and command[-1] == "sample_stateless_app:create_app()"
     assert "--no-control-socket" in command
+    # A live-updates stream holds a thread: the shop's table asks for gthread with 8 threads.
+    assert command[command.index("--worker-class") + 1] == "gthread"
+    assert command[command.index("--threads") + 1] == "8"
     graceful = int(command[command.index("--graceful-timeout") + 1])
     # The drain, then gunicorn's graceful shutdown, both inside the grace period.
     assert pod["terminationGracePeriodSeconds"] > 10 + graceful
@@ -123,6 +126,7 @@ def test_the_gallery_deploys_through_its_own_table(tmp_path: Path) -> None:
     docs = documents(tmp_path / "k8s")
     container = docs["Deployment/gallery"]["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # it has no /readyz
+    assert "--worker-class" not in container["command"]  # gunicorn's own default (sync)
     assert docs["ConfigMap/gallery-config"]["data"]["SESSION_TYPE"] == "redis"
     haproxy = render("haproxy", spec, tmp_path / "haproxy").files[0].content
     assert "server gallery-2 10.0.0.12:8000" in haproxy

@@ -105,9 +105,12 @@ def _pod_security() -> dict[str, Any]:
 
 
 def gunicorn_args(spec: DeploySpec) -> list[str]:
-    """gunicorn in a pod: its control socket off (gunicorn 27+), graceful shutdown bounded."""
+    """gunicorn in a pod: its control socket off (gunicorn 27+), graceful shutdown bounded;
+    threads (gthread) where a request may hold a worker, e.g. a Server-Sent Events stream."""
+    threads = (["--worker-class", "gthread", "--threads", str(spec.threads)]
+               if spec.threads > 1 else [])
     return ["gunicorn", "--bind", f"0.0.0.0:{spec.port}", "--workers", str(spec.workers),
-            "--timeout", str(spec.request_timeout),
+            *threads, "--timeout", str(spec.request_timeout),
             "--graceful-timeout", str(spec.request_timeout),
             "--no-control-socket", "--access-logfile", "-", spec.app]
 

@@ -45,6 +45,7 @@ class DeploySpec:
     max_replicas: int = 0  # 0: three times replicas
     cpu_target: int = 70  # the HPA's average CPU utilization, percent of the request
     workers: int = 2  # gunicorn workers per pod
+    threads: int = 1  # threads per worker; more than 1 runs gunicorn's gthread worker
     worker: list[str] = field(default_factory=list)  # the background worker's command, if any
     worker_replicas: int = 1
     worker_grace_seconds: int = 60  # a worker finishes its current job on SIGTERM
@@ -78,7 +79,8 @@ class DeploySpec:
 
 
 _INTS = {"port": (1, 65535), "replicas": (2, 1000), "max_replicas": (0, 1000),
-         "cpu_target": (1, 100), "workers": (1, 64), "worker_replicas": (1, 1000),
+         "cpu_target": (1, 100), "workers": (1, 64), "threads": (1, 256),
+         "worker_replicas": (1, 1000),
          "worker_grace_seconds": (1, 3600), "drain_seconds": (0, 300),
          "request_timeout": (1, 3600), "max_body_mb": (1, 10240)}
 _STRINGS = {"name", "app", "image", "readiness", "liveness", "secret", "cpu_request",
