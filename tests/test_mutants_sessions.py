@@ -160,4 +160,4 @@ def test_a_parallel_export_summary_matches_one_process(tmp_path, fresh_redis):
     assert (parallel.read, parallel.written, parallel.converted) == (40, 40, 40)
     assert parallel.converted_kinds == one.converted_kinds == {"datetime": 40, "tuple": 40}
     assert progress == {str(dump): 40}  # the progress shown adds up every process's share
-    assert isinstance(parallel.seconds, float) and parallel.seconds > 0
+    assert isinstance(parallel.seconds, float) and 0 < parallel.seconds < 600
