@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from migrate.harness.http import RoundRobin
+import requests
+
 from migrate.harness.journey import LAST_ITEMS
 from migrate.harness.shoppers import PASSWORD
 
@@ -32,7 +33,8 @@ class RushResult:
 
 
 def last_items_rush(urls: list[str], database_url: str, users: list[str], stock: int = 5,
-                    product: int = LAST_ITEMS, timeout: float = 60.0) -> RushResult:
+                    product: int = LAST_ITEMS, password: str = PASSWORD,
+                    timeout: float = 60.0) -> RushResult:
     """``stock`` of ``product`` left; each user logs in, puts one in the cart, and all check
     out at the same moment (a barrier), spread over ``urls``."""
     from sqlalchemy import select, update
@@ -48,26 +50,38 @@ def last_items_rush(urls: list[str], database_url: str, users: list[str], stock:
     lock = threading.Lock()
 
     def buy(index: int, name: str) -> None:
-        client = RoundRobin(urls, timeout=timeout)
-        client._next = index  # the buyers start on different instances
+        # One instance per buyer, as a sticky balancer would (the before-shop's sessions stay
+        # where they were made); a refused connection moves the buyer to the next instance.
+        web, turn = requests.Session(), index
+
+        def post(path: str, **data: object) -> requests.Response:
+            nonlocal turn
+            for _ in range(len(urls)):
+                try:
+                    return web.post(urls[turn % len(urls)] + path, data=data,
+                                    allow_redirects=False, timeout=timeout)
+                except requests.ConnectionError:
+                    turn += 1
+            raise requests.ConnectionError(f"no instance answered POST {path}")
+
         outcome = "failed"
         try:
-            client.request("POST", "/login", data={"username": name, "password": PASSWORD})
-            r, _, _ = client.request("POST", "/cart/add",
-                                     data={"product_id": product, "quantity": 1})
-            ready_to_buy = r.status_code == 302
+            post("/login", username=name, password=password)
+            ready_to_buy = post("/cart/add", product_id=product, quantity=1).status_code == 302
         except Exception:  # noqa: BLE001 - counted as failed, never raised
             ready_to_buy = False
         try:
             ready.wait()  # every buyer waits here, so all check out at once
             if ready_to_buy:
-                r, _, _ = client.request("POST", "/checkout")
+                r = post("/checkout")
                 if r.status_code == 302 and "/orders/" in r.headers.get("Location", ""):
                     outcome = "bought"
                 elif r.status_code == 409:
                     outcome = "sold_out"
         except Exception:  # noqa: BLE001 - counted as failed: the figures are the result
             outcome = "failed"
+        finally:
+            web.close()
         with lock:
             setattr(result, outcome, getattr(result, outcome) + 1)
 
