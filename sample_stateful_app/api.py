@@ -79,6 +79,7 @@ CARTS: dict[int, dict[int, int]] = {}  # user id -> {product id: quantity}
 def offer_tokens_to_the_bridge(state) -> None:
     # The migration window: MigrationBridge exports the live tokens (hashed) to Redis.
     state.app.extensions["migrate_tokens"] = live_tokens
+    state.app.extensions["migrate_hashes"] = live_carts
 
 
 def live_tokens() -> Iterator[tuple[str, int, float]]:
@@ -87,6 +88,12 @@ def live_tokens() -> Iterator[tuple[str, int, float]]:
     for token, (user_id, expires) in list(TOKENS.items()):
         if expires > now:
             yield token, user_id, expires
+
+
+def live_carts() -> Iterator[tuple[str, dict[str, int]]]:
+    """Every API cart, as the after-shop's Redis hash ``cart:<user id>`` holds it."""
+    for user_id, cart in list(CARTS.items()):
+        yield f"cart:{user_id}", {str(p): q for p, q in list(cart.items())}
 
 
 def issue(user_id: int) -> dict:
@@ -127,6 +134,9 @@ def revoke() -> None:
 def add_to_cart(user_id: int, product_id: int, quantity: int) -> dict[int, int]:
     cart = CARTS.setdefault(user_id, {})
     cart[product_id] = cart.get(product_id, 0) + quantity
+    bridge = current_app.extensions.get("migrate_bridge")
+    if bridge is not None:  # the migration window: the after-shop's cart gets it at once
+        bridge.hash_incremented(f"cart:{user_id}", str(product_id), cart[product_id])
     return dict(cart)
 
 

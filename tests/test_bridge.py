@@ -223,7 +223,8 @@ def test_the_app_keeps_serving_when_the_mirror_redis_is_down(tmp_path):
     # Two saves (the login, then the refresh on this request), neither reached Redis.
     assert status.get_json() == {"mirror": True, "mirrored": 0, "deleted": 0,
                                  "unconvertible": 0, "errors": 2, "tokens_mirrored": 0,
-                                 "tokens_revoked": 0, "events_mirrored": 0}
+                                 "tokens_revoked": 0, "events_mirrored": 0,
+                                 "hashes_mirrored": 0}
 
 
 @pytest.mark.parametrize("store", ["simple", "filesystem"])
@@ -371,3 +372,121 @@ def test_a_bad_token_record_is_reported_and_the_rest_written(fresh_redis):
         "a token record without a sha256 digest", "a token record is not JSON",
         "a token record without a user id", "a token record without an expiry"]
     assert fresh_redis.client.get(f"api-token:{digest('t')}") == b"3"
+
+
+# --- API carts: per-user hashes cross the migration, each add counted once ---------------------
+
+
+def api_cart(url: str, token: str) -> dict[int, int]:
+    response = api(url, "/api/cart", token)
+    assert response.status_code == 200, response.text
+    return {line["product_id"]: line["quantity"] for line in response.json()["items"]}
+
+
+def export_json(url: str, redis_url: str) -> dict:
+    code, out = run("export-sessions", "--from", url, "--redis", redis_url, "--token", TOKEN,
+                    "--json")
+    assert code == 0, out
+    return json.loads(out)
+
+
+def test_an_api_cart_crosses_the_migration_each_add_once(start_before, fresh_redis, tmp_path):
+    before, app = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN,
+                               MIGRATE_BRIDGE_REDIS_URL=fresh_redis.url)
+    alice = api_token(before.url)
+    for product, quantity in ((1, 2), (2, 1)):
+        api(before.url, "/api/cart", alice, "post", json={"product_id": product,
+                                                          "quantity": quantity})
+    # As if those adds came before the bridge was deployed: Redis has none of them.
+    fresh_redis.client.flushall()
+    first = export_json(before.url, fresh_redis.url)
+    assert (first["hashes_read"], first["hashes_written"]) == (1, 1), first
+    # During the window: each add is mirrored as it happens, one of them to a field the
+    # export brought already.
+    for product in (3, 1):
+        api(before.url, "/api/cart", alice, "post", json={"product_id": product, "quantity": 1})
+    assert api_cart(before.url, alice) == {1: 3, 2: 1, 3: 1}
+    assert fresh_redis.client.hgetall("cart:1") == {b"1": b"3", b"2": b"1", b"3": b"1"}
+    # A re-run reads the same adds in its snapshot (mirrored too): it adds nothing.
+    again = export_json(before.url, fresh_redis.url)
+    assert (again["hashes_written"], again["hashes_skipped"]) == (0, 1), again
+    status = requests.get(before.url + "/_migrate/status", timeout=10,
+                          headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert status["hashes_mirrored"] == 4 and status["errors"] == 0
+
+    after = support.HttpServer(support.after_app(tmp_path, fresh_redis.url))
+    try:  # the migrated token reads the same cart on the after-shop, and adds to it
+        assert api_cart(after.url, alice) == {1: 3, 2: 1, 3: 1}
+        api(after.url, "/api/cart", alice, "post", json={"product_id": 2, "quantity": 1})
+        # A last add on a before-instance still reaching the after-shop: only that add.
+        api(before.url, "/api/cart", alice, "post", json={"product_id": 4, "quantity": 1})
+        assert api_cart(after.url, alice) == {1: 3, 2: 2, 3: 1, 4: 1}
+        # The after-shop emptied the cart (a check-out): a later export does not refill it.
+        fresh_redis.client.delete("cart:1")
+        assert export_json(before.url, fresh_redis.url)["hashes_written"] == 0
+        assert api_cart(after.url, alice) == {}
+    finally:
+        after.stop()
+
+
+def test_each_increment_lands_once_however_mirror_and_export_meet(fresh_redis):
+    from migrate.sessions.hashes import add_once, export_hashes, marker_key
+
+    client, origin = fresh_redis.client, "a1b2c3d4e5f60718"
+    # The export read the snapshot {1: 2}; then an add made it 3 and was mirrored; then the
+    # export wrote its (older) snapshot: the add is there once, nothing is taken back.
+    assert add_once(client, "cart:7", origin, {"1": 3}) == 1
+    stale = [("bridge", {"key": "cart:7", "origin": origin, "fields": {"1": 2}})]
+    assert export_hashes(stale, client).skipped == 1
+    assert client.hgetall("cart:7") == {b"1": b"3"}
+    # A mirror Redis missed (total 4): the next one (total 5) brings both adds.
+    assert add_once(client, "cart:7", origin, {"1": 5}) == 1
+    assert client.hget("cart:7", "1") == b"5"
+    # Another instance's part of the same user's cart is its own: both count.
+    assert add_once(client, "cart:7", "ffffffffffffffff", {"1": 1, "2": 1}) == 2
+    assert client.hgetall("cart:7") == {b"1": b"6", b"2": b"1"}
+    # The marker shares the cart's Redis Cluster slot and outlives the window.
+    assert marker_key("cart:7", origin) == "{cart:7}:migrated:" + origin
+    assert marker_key("{user7}cart", origin) == "{user7}cart:migrated:" + origin
+    assert 29 * 24 * 3600 < client.ttl(marker_key("cart:7", origin))
+    dry = export_hashes([("b", {"key": "cart:8", "origin": origin, "fields": {"1": 1}})],
+                        client, dry_run=True)
+    assert dry.written == 1 and client.exists("cart:8") == 0
+
+
+def test_bad_hash_records_are_reported_and_the_rest_added(fresh_redis):
+    from migrate.sessions.hashes import export_hashes
+
+    origin = "0123456789abcdef"
+    good = {"key": "cart:3", "origin": origin, "fields": {"5": 2}}
+    fresh_redis.client.set("cart:9", "a string, not a hash")
+    records = [("a", {"error": "a record is not JSON"}), ("a", dict(good, key="")),
+               ("a", dict(good, origin="../x")), ("a", dict(good, fields={"5": "two"})),
+               ("a", dict(good, fields={"5": True})), ("a", dict(good, fields={})),
+               ("a", dict(good, key="cart:9")), ("a", good)]
+    result = export_hashes(records, fresh_redis.client)
+    assert (result.read, result.written, len(result.failures)) == (8, 1, 7)
+    assert [reason.split(" (")[0].split(":")[0] for _, reason in result.failures] == [
+        "a record is not JSON", "a hash record without a key",
+        "a hash record without the bridge's origin id",
+        "a hash record with a value that is not a whole number >= 0",
+        "a hash record with a value that is not a whole number >= 0",
+        "a hash record without fields", "Redis refused a hash"]
+    assert fresh_redis.client.hgetall("cart:3") == {b"5": b"2"}
+
+
+def test_the_hash_stream_names_one_origin_per_process(tmp_path):
+    from cachelib import SimpleCache
+
+    carts = {"cart:1": {1: 2}, "cart:2": {}}
+    app = bridge_app(tmp_path, SimpleCache(), hashes=lambda: carts.items())
+    client = app.test_client()
+    assert client.get("/_migrate/hashes").status_code == 401
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    bodies = [[json.loads(line) for line in client.get("/_migrate/hashes",
+                                                       headers=headers).data.splitlines()]
+              for _ in range(2)]
+    assert bodies[0] == bodies[1]  # the same origin: a re-run meets the same markers
+    record, trailer = bodies[0]
+    assert record["key"] == "cart:1" and record["fields"] == {"1": 2}
+    assert len(record["origin"]) == 16 and trailer == {"end": True, "count": 1}

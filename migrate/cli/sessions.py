@@ -112,7 +112,8 @@ def export_sessions_command(
                                  options=options, dry_run=dry_run, on_progress=on_progress,
                                  jobs=jobs)
     record_summary(sessions_read=result.read, written=result.written, skipped=result.skipped,
-             failed=result.failed, api_tokens_written=result.tokens_written)
+             failed=result.failed, api_tokens_written=result.tokens_written,
+             hashes_written=result.hashes_written)
     if as_json:
         data = dataclasses.asdict(result)
         data.update(ok=result.ok, rate=round(result.rate, 1))
@@ -193,6 +194,10 @@ def _render_export(result: Any, dry_run: bool) -> None:
         console.print(f"API tokens (hashed): {result.tokens_written:,} written, "
                       f"{result.tokens_skipped:,} already in Redis, {result.tokens_failed:,} "
                       f"failed, of {result.tokens_read:,} read", highlight=False)
+    if result.hashes_read:
+        console.print(f"per-user hashes (e.g. API carts): {result.hashes_written:,} added to, "
+                      f"{result.hashes_skipped:,} already in Redis, {result.hashes_failed:,} "
+                      f"failed, of {result.hashes_read:,} read", highlight=False)
     _print_failures([(f.session, f.source, f.reason) for f in result.failures])
     verb = "would write" if dry_run else "wrote"
     console.print(f"{'[bold green]' if result.ok else '[bold red]'}{verb} "

@@ -30,6 +30,14 @@ hashed (sha256, never the token itself) for ``migrate export-sessions``, and wit
 the app calls ``token_saved`` / ``token_revoked`` on ``app.extensions["migrate_bridge"]`` as it
 issues and revokes them. ``migrate.sessions.tokens`` documents the Redis layout.
 
+Per-user hashes (e.g. an API client's cart): an app that keeps them in its memory, where the
+after-app keeps Redis hashes it increments, hands the bridge a callable yielding ``(key,
+{field: value})`` for each (``MigrationBridge(hashes=...)`` or ``app.extensions
+["migrate_hashes"]``); ``GET /_migrate/hashes`` (same token) streams them for ``migrate
+export-sessions``, and with a Redis URL the app calls ``hash_incremented(key, field, total)``
+on ``app.extensions["migrate_bridge"]`` as it increments one. Each increment reaches Redis
+once, whichever of the two brings it: ``migrate.sessions.hashes`` says how.
+
 Live updates: an app that keeps its event history in the process calls ``event_raised(stream,
 fields)`` on ``app.extensions["migrate_bridge"]`` as it raises each one; the bridge appends it
 to the Redis stream the after-app reads, so a client resuming there misses nothing.
@@ -44,6 +52,8 @@ import hashlib
 import hmac
 import json
 import logging
+import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -54,7 +64,7 @@ from typing import Any, Protocol
 import msgspec
 from flask import Blueprint, Flask, Response, abort, current_app, request, stream_with_context
 
-from migrate.sessions import compat, tokens
+from migrate.sessions import compat, hashes, tokens
 from migrate.sessions.record import DEFAULT_PREFIX, Record, Serializer, iter_dump_lines, short_id
 from migrate.sessions.sources import directory_records
 
@@ -125,6 +135,7 @@ class MirrorStats:
     tokens_mirrored: int = 0  # API tokens written to Redis as they were issued
     tokens_revoked: int = 0  # API tokens marked revoked in Redis as they were revoked
     events_mirrored: int = 0  # live-update events appended to the after-app's Redis streams
+    hashes_mirrored: int = 0  # hash increments (e.g. API cart adds) added to Redis
 
 
 class MigrationBridge:
@@ -143,6 +154,7 @@ class MigrationBridge:
         url_prefix: str = "/_migrate",
         page_seconds: float = 10.0,
         tokens: tokens.LiveTokens | None = None,
+        hashes: hashes.LiveHashes | None = None,
     ) -> None:
         self.token = token
         self.redis_url = redis_url
@@ -153,6 +165,8 @@ class MigrationBridge:
         self.url_prefix = url_prefix
         self.page_seconds = page_seconds
         self.live_tokens = tokens
+        self.live_hashes = hashes
+        self._origin = ("", 0)  # (id, pid): the hashes' origin, new in a forked process
         self.stats = MirrorStats()
         self._lock = threading.Lock()
         if app is not None:
@@ -225,7 +239,34 @@ class MigrationBridge:
             return Response(stream_with_context(lines), mimetype="application/x-ndjson",
                             headers={"Cache-Control": "no-store"})
 
+        @bp.get("/hashes")
+        def live_hashes() -> Response:
+            live = self.live_hashes or current_app.extensions.get("migrate_hashes")
+            records = hashes.stream_lines(live() if live else (), self.origin)
+            lines = (json.dumps(record).encode() + b"\n" for record in records)
+            return Response(stream_with_context(lines), mimetype="application/x-ndjson",
+                            headers={"Cache-Control": "no-store"})
+
         return bp
+
+    @property
+    def origin(self) -> str:
+        """This process's id for its hashes: the mirror and the export of one process's
+        hash share a marker in Redis; another process (instance) holds another part."""
+        if self._origin[1] != os.getpid():
+            self._origin = (secrets.token_hex(8), os.getpid())
+        return self._origin[0]
+
+    # --- per-user hashes: the app calls this as it increments a field -----------------------
+
+    def hash_incremented(self, key: str, field: str, total: int) -> None:
+        """``field`` of the app's hash ``key`` was just incremented and is now ``total``: add
+        to the after-app's Redis hash what it has not received yet (the increment, or more
+        when an earlier mirror failed; nothing when the export brought it already)."""
+        if self.redis is not None and self._redis_call(
+                lambda: hashes.add_once(self.redis, key, self.origin, {field: total}), None,
+                "hash"):
+            self._count("hashes_mirrored")
 
     # --- API tokens: the app calls these as it issues and revokes them ----------------------
 

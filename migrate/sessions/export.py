@@ -49,10 +49,15 @@ class ExportResult:
     tokens_written: int = 0
     tokens_skipped: int = 0  # already in Redis (the bridge's mirror or a previous run)
     tokens_failed: int = 0
+    # Per-user hashes of bridge sources, e.g. API carts (migrate.sessions.hashes).
+    hashes_read: int = 0
+    hashes_written: int = 0  # something added to the after-app's hash
+    hashes_skipped: int = 0  # all of it already there (the bridge's mirror or a previous run)
+    hashes_failed: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.tokens_failed == 0
+        return self.failed == 0 and self.tokens_failed == 0 and self.hashes_failed == 0
 
     @property
     def rate(self) -> float:
@@ -98,6 +103,7 @@ def export_sessions(
                if s.kind == "bridge"]
     if bridges:
         _export_tokens(bridges, open_target(redis_url, cluster), token, dry_run, result)
+        _export_hashes(bridges, open_target(redis_url, cluster), token, dry_run, result)
     return result
 
 
@@ -121,6 +127,29 @@ def _export_tokens(bridges: list[tuple[str, str]], target: Target, token: str | 
     result.tokens_skipped += done.skipped
     result.tokens_failed += len(done.failures)
     result.failures += [Failure(source, "API token", reason) for source, reason in done.failures]
+
+
+def _export_hashes(bridges: list[tuple[str, str]], target: Target, token: str | None,
+                   dry_run: bool, result: ExportResult) -> None:
+    """The bridges' per-user hashes (e.g. API carts), each increment added once, whether the
+    bridge's mirror brought it already or not (``migrate.sessions.hashes``)."""
+    from migrate.sessions.hashes import HASHES_PATH, export_hashes
+    from migrate.sessions.tokens import bridge_stream
+
+    def records():
+        for spec, label in bridges:
+            for record in bridge_stream(spec, HASHES_PATH, token, "hashes"):
+                yield label, record
+
+    try:
+        done = export_hashes(records(), target.client, dry_run=dry_run)
+    finally:
+        target.close()
+    result.hashes_read += done.read
+    result.hashes_written += done.written
+    result.hashes_skipped += done.skipped
+    result.hashes_failed += len(done.failures)
+    result.failures += [Failure(source, "hash", reason) for source, reason in done.failures]
 
 
 def auto_jobs(sources: list[Source]) -> int:

@@ -142,6 +142,13 @@ class TokenExport:
 
 def bridge_tokens(url: str, bearer: str | None, timeout: float = 30.0) -> Iterator[dict]:
     """The token records a bridge streams; none when the app has no token API (HTTP 404)."""
+    return bridge_stream(url, TOKENS_PATH, bearer, "API tokens", timeout)
+
+
+def bridge_stream(url: str, path: str, bearer: str | None, what: str,
+                  timeout: float = 30.0) -> Iterator[dict]:
+    """The NDJSON records a bridge streams at ``path`` (``what`` names them in errors), the
+    trailer checked and left out; none when the bridge or app lacks them (HTTP 404)."""
     import requests
 
     from migrate import redact
@@ -150,17 +157,17 @@ def bridge_tokens(url: str, bearer: str | None, timeout: float = 30.0) -> Iterat
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
     shown = redact.url(url)
     try:
-        response = requests.get(url.rstrip("/") + TOKENS_PATH, headers=headers, timeout=timeout,
+        response = requests.get(url.rstrip("/") + path, headers=headers, timeout=timeout,
                                 stream=True)
     except requests.RequestException as exc:
         raise ConnectionFailure(f"cannot reach the instance at {shown} ({type(exc).__name__}): "
                                 "start it, or check --from") from None
     with response:
         if response.status_code == 404:
-            return  # a bridge without token support, or an app without an API
+            return  # an older bridge, or an app without such state
         if response.status_code != 200:
             raise ConnectionFailure(f"the bridge at {shown} answered HTTP "
-                                    f"{response.status_code} for its API tokens")
+                                    f"{response.status_code} for its {what}")
         import json
 
         ended = False
@@ -170,15 +177,14 @@ def bridge_tokens(url: str, bearer: str | None, timeout: float = 30.0) -> Iterat
             try:
                 record = json.loads(line)
             except ValueError:
-                record = {"error": "a token record is not JSON"}
+                record = {"error": "a record is not JSON"}
             if isinstance(record, dict) and record.get("end"):
                 ended = True
                 continue
-            yield record if isinstance(record, dict) else {"error": "a token record is not "
-                                                                    "an object"}
+            yield record if isinstance(record, dict) else {"error": "a record is not an object"}
         if not ended:
-            raise ConnectionFailure(f"the token stream from {shown} ended early: re-run, the "
-                                    "export is idempotent")
+            raise ConnectionFailure(f"the stream of {what} from {shown} ended early: re-run, "
+                                    "the export is idempotent")
 
 
 def _valid(record: dict) -> str | None:
