@@ -2,7 +2,8 @@
 
 One run, on the embedded stores (redis-server and `rclone serve s3` on 127.0.0.1, free ports,
 SQLite files in a temporary folder), with gunicorn instances started by migrate.harness.cluster:
-one before-instance and three after-instances (each one worker, as in the tests).
+two before-instances and three after-instances (each one worker, as in the tests; the second
+before-instance serves only the live-updates check).
 
   - cost per request: the journey's hot requests (catalog page, add to cart, view cart, account
     page, product page) on the before-shop and on one after-instance, sent by logged-in users
@@ -21,11 +22,23 @@ one before-instance and three after-instances (each one worker, as in the tests)
     own process time; every other process from /proc/<pid>/stat), which shows the scaling even
     where the machine's cores cap requests/s.
 
+  - the API call (benchmarks/_api_events.py): GET /api/me with a signed JWT on an after-instance
+    (verify + one Redis EXISTS on the logout denylist) beside the alternative a user would
+    otherwise pick, the server-side session lookup (GET /account with the session cookie: the
+    Redis session read), and the before-shop's token looked up in a module dict; --requests
+    of each, p50, p99 and instance CPU per request. In process: jwt.decode of the shop's token
+    against one Redis GET of a stored session (us per call, as a ratio).
+  - event fan-out (same module): a client streams GET /orders/events from after-instance B
+    while orders are placed on A, --events of them one at a time (at most --events-seconds);
+    publish-to-seen p50/p99, the publish time read from the Redis stream id ("placed") and
+    from confirmation_sent_at ("confirmed"); the same on one instance (A = B) for both shops;
+    on two before-instances B never hears of it.
+
 The Redis round trips per request are counted exactly by tests/test_request_cost.py; here the
 Redis server's commands per request are printed beside the CPU.
 
 Usage: .venv/bin/python benchmarks/requests.py [--requests 300] [--users 8] [--seconds 8]
-       [--rounds 2] [--json]
+       [--rounds 2] [--events 200] [--events-seconds 90] [--json]
 """
 
 from __future__ import annotations
@@ -50,9 +63,17 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
-import redis  # noqa: E402
 import requests  # noqa: E402
 
+from benchmarks._api_events import (  # noqa: E402
+    ApiAndEvents,
+    BenchmarkFailed,
+    cpu_seconds,
+    measure_api_and_events,
+    percentile,
+    print_api_and_events,
+    redis_commands,
+)
 from migrate.harness.cluster import Cluster  # noqa: E402
 from migrate.harness.stores import start_stores  # noqa: E402
 
@@ -64,10 +85,7 @@ WARMUP = 20  # untimed rounds first: imports, caches, first connections to the s
 TARGET_MS = 0.5  # after p50 <= before p50 + this, on every hot request
 TARGET_CPU = 1.1  # after-instance CPU per request <= this x the before-instance's
 AFTER_INSTANCES = 3
-
-
-class BenchmarkFailed(Exception):
-    """A response a user would not accept: the figures would mean nothing."""
+BEFORE_INSTANCES = 2  # the second only shows live updates never cross before-instances
 
 
 class User:
@@ -113,13 +131,6 @@ class User:
         return seconds
 
 
-def percentile(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile of ``samples`` (seconds) in milliseconds."""
-    ordered = sorted(samples)
-    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-    return ordered[rank - 1] * 1000
-
-
 @dataclass
 class Latency:
     request: str
@@ -156,29 +167,6 @@ class Throughput:
     cpu_ms_per_request: dict[str, float]  # client, instances, redis, s3
     cpu_busy: float  # all CPU used over (seconds x CPUs): near 1.0, the machine was the limit
     served_by: dict[str, int] = field(default_factory=dict)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes and their descendants (from /proc)."""
-    ticks, total, seen, stack = os.sysconf("SC_CLK_TCK"), 0, set(), list(pids)
-    while stack:
-        pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                stack += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / ticks
-
-
-def redis_commands(url: str) -> int:
-    """Commands the Redis server has run so far (its own count)."""
-    return int(redis.Redis.from_url(url).info("stats")["total_commands_processed"])
 
 
 def measure_latency(before: list[User], after: list[User], rounds: int, pids: dict[str, list[int]],
@@ -283,18 +271,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2,
                         help="Throughput runs per configuration, taking turns; the best counts "
                              "(default 2).")
+    parser.add_argument("--events", type=int, default=200,
+                        help="Orders per live-updates route, each event timed from publish to "
+                             "seen on the stream (default 200; at most --events-seconds).")
+    parser.add_argument("--events-seconds", type=float, default=90.0,
+                        help="Time bound of the live-updates measure (default 90).")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON only.")
     args = parser.parse_args()
-    if min(args.requests, args.users, args.rounds) < 1 or args.seconds <= 0:
-        parser.error("--requests, --users and --rounds must be at least 1, --seconds above 0")
-    if args.seconds > 120 or args.requests > 10_000 or args.users > 64 or args.rounds > 10:
+    if min(args.requests, args.users, args.rounds, args.events) < 1 or args.seconds <= 0 \
+            or args.events_seconds <= 0:
+        parser.error("--requests, --users, --rounds and --events must be at least 1, --seconds "
+                     "and --events-seconds above 0")
+    if args.seconds > 120 or args.requests > 10_000 or args.users > 64 or args.rounds > 10 \
+            or args.events > 2000 or args.events_seconds > 300:
         parser.error("keep it bounded: --seconds <= 120, --requests <= 10000, --users <= 64, "
-                     "--rounds <= 10")
+                     "--rounds <= 10, --events <= 2000, --events-seconds <= 300")
     return args
 
 
 def run_all(args: argparse.Namespace, quiet: bool) -> tuple[list[Latency], Cost,
-                                                            list[Throughput]]:
+                                                            list[Throughput], ApiAndEvents]:
     """Start the stores and the instances, measure, stop every server by its pid."""
     clusters: list[Cluster] = []
     with start_stores() as store_set:
@@ -304,12 +300,13 @@ def run_all(args: argparse.Namespace, quiet: bool) -> tuple[list[Latency], Cost,
         run_dir, env = stores.run_dir, stores.app_env()
         env = {**env, "SECRET_KEY": SECRET_KEY}
         try:
-            progress(f"starting redis-server, rclone serve s3, 1 before-instance and "
-                     f"{AFTER_INSTANCES} after-instances (gunicorn) on 127.0.0.1", quiet)
-            for app, n in (("stateful", 1), ("stateless", AFTER_INSTANCES)):
+            progress(f"starting redis-server, rclone serve s3, {BEFORE_INSTANCES} before-instances"
+                     f" and {AFTER_INSTANCES} after-instances (gunicorn) on 127.0.0.1", quiet)
+            databases = {}
+            for app, n in (("stateful", BEFORE_INSTANCES), ("stateless", AFTER_INSTANCES)):
                 name = f"{app}-x{n}"
-                clusters.append(Cluster(app, n, {**env, "DATABASE_URL":
-                                                 f"sqlite:///{run_dir / (name + '.db')}"},
+                databases[app] = f"sqlite:///{run_dir / (name + '.db')}"
+                clusters.append(Cluster(app, n, {**env, "DATABASE_URL": databases[app]},
                                         run_dir / name).start())
             before, after = clusters
             pids = [[before.instance(0).pid]] + [[after.instance(i).pid]
@@ -318,13 +315,13 @@ def run_all(args: argparse.Namespace, quiet: bool) -> tuple[list[Latency], Cost,
             progress(f"cost per request: {args.requests} timed requests of each kind per shop, "
                      f"interleaved, over {users} logged-in sessions each", quiet)
             latency, cost = measure_latency(
-                [User(before.urls, i, seed=1).login() for i in range(users)],
+                [User(before.urls[:1], i, seed=1).login() for i in range(users)],
                 [User(after.urls[:1], i, seed=1).login() for i in range(users)],
                 args.requests, {"before": pids[0], "after": pids[1], **store_pids},
                 stores.redis_url)
             configs = [("after", after.urls[:n], sum(pids[1:n + 1], []))
                        for n in range(1, AFTER_INSTANCES + 1)]
-            configs.append(("before", before.urls, pids[0]))
+            configs.append(("before", before.urls[:1], pids[0]))
             runs: list[Throughput] = []
             for round_ in range(args.rounds):  # the configurations take turns
                 for n, (shop, urls, instance_pids) in enumerate(configs):
@@ -338,10 +335,16 @@ def run_all(args: argparse.Namespace, quiet: bool) -> tuple[list[Latency], Cost,
                         runs.append(run)
                     elif run.per_second > runs[n].per_second:
                         runs[n] = run
+            extra = measure_api_and_events(
+                before.urls[:2], after.urls[:2],
+                {"before": databases["stateful"], "after": databases["stateless"]},
+                {"before": pids[0], "after": pids[1], **store_pids}, stores.redis_url,
+                SECRET_KEY, args.requests, args.events, args.events_seconds,
+                lambda message: progress(message, quiet))
         finally:
             for c in clusters:
                 c.stop_all()
-    return latency, cost, runs
+    return latency, cost, runs, extra
 
 
 def print_report(args: argparse.Namespace, load: float, latency: list[Latency], cost: Cost,
@@ -383,7 +386,6 @@ def print_report(args: argparse.Namespace, load: float, latency: list[Latency], 
     if load > 0.5 * cpus:
         print(f"note: load average {load:.2f} at start on {cpus} CPUs: other work was running "
               "and skews these figures; rerun on a quiet machine to compare")
-    print(f"(whole run {seconds:.1f} s)")
 
 
 def main() -> int:
@@ -394,7 +396,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load = os.getloadavg()[0]  # other work on the machine skews every figure: say how much
     try:
-        latency, cost, runs = run_all(args, quiet)
+        latency, cost, runs, extra = run_all(args, quiet)
     except BenchmarkFailed as exc:
         print(f"benchmark stopped: {exc}", file=sys.stderr)
         return 1
@@ -411,10 +413,15 @@ def main() -> int:
             "cpu_per_request": asdict(cost),
             "cpu_target": f"after instance CPU per request <= {TARGET_CPU:g}x before",
             "throughput": [asdict(run) for run in runs],
+            "api_call": [asdict(row) for row in extra.api],
+            "api_in_process": asdict(extra.micro),
+            "event_fan_out": [asdict(row) for row in extra.fan_out],
             "total_seconds": round(seconds, 1),
         }, indent=2))
         return 0
     print_report(args, load, latency, cost, runs, seconds)
+    print_api_and_events(extra)
+    print(f"\n(whole run {seconds:.1f} s)")
     return 0
 
 
