@@ -17,6 +17,10 @@ import datetime
 import hashlib
 import http.server
 import json
+import os
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -28,7 +32,7 @@ import pytest
 
 from migrate.files import transfer
 from migrate.files.transfer import Endpoint, RawS3, S3Error, with_retries
-from tests.test_files_support import S3Server, free_port
+from tests.test_files_support import S3Server, free_port, rclone_binary
 
 UNUSUAL_KEYS = [
     "plain.txt", "with space.txt", "unicodé/ünï 名前.png", "a+b=c&d.txt", "100%/50%.bin",
@@ -206,12 +210,6 @@ print(json.dumps({"Version": 1, "AccessKeyId": "AKIARENEWED0001",
 @pytest.fixture
 def renewed_only_s3(tmp_path: Path) -> Iterator[S3Server]:
     """A real S3 server that knows only the renewed key (the first one has lapsed)."""
-    import os
-    import signal
-    import subprocess
-
-    from tests.test_files_support import rclone_binary
-
     root = tmp_path / "s3"
     (root / "shop").mkdir(parents=True)
     port = free_port()
@@ -223,11 +221,12 @@ def renewed_only_s3(tmp_path: Path) -> Iterator[S3Server]:
     deadline = time.monotonic() + 15
     while True:
         try:
-            with __import__("socket").create_connection(("127.0.0.1", port), timeout=1):
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
         except OSError:
             if time.monotonic() > deadline:
                 os.kill(process.pid, signal.SIGKILL)
+                process.wait()
                 raise
             time.sleep(0.05)
     yield server
