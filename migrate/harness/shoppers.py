@@ -27,6 +27,7 @@ COUNTS = ("requests", "failed_requests", "logouts", "lost_cart_items", "lost_fil
           "api_logouts", "events_missed", "rounds")
 CHECKOUT_EVERY = 4  # rounds between check-outs (each raises an order event)
 EVENTS_EVERY = 8  # rounds between reads of the live updates: an order waits a while to be heard
+API_CART_EVERY = 2  # rounds between the API client's cart adds (its cart is checked every round)
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Shopper(threading.Thread):
         self.error: BaseException | None = None
         self._recovering = False
         self.token: str | None = None  # the user's API token
+        self.api_cart: dict[int, int] = {}  # what the API client put in its cart
         self.unheard: set[int] = set()  # orders placed whose event the stream has not brought
         self.last_event_id: str | None = None
 
@@ -182,6 +184,38 @@ class Shopper(threading.Thread):
             traded = self.send("POST", "/api/token/refresh", json={"refresh_token": self.token})
             if traded is not None and traded.status_code in (200, 201):
                 self.token = traded.json()["access_token"]
+        return self.check_api_cart()
+
+    def check_api_cart(self) -> None:
+        """Every few rounds an API cart add; every round the API cart, each item still there?
+
+        The after-shop keeps one cart per user (the pages' and the API's): a check-out, the
+        round before this look, buys the API's items too, so that look only takes the cart as
+        it is."""
+        auth = {"Authorization": f"Bearer {self.token}"}
+        if self.tally.rounds % API_CART_EVERY == 0:
+            product = 1 + self.rng.randrange(PRODUCTS)
+            r = self.send("POST", "/api/cart", headers=auth,
+                          json={"product_id": product, "quantity": 1})
+            if r is None or r.status_code == 401:  # refused: /api/me counts it next round
+                return
+            if r.status_code != 200:
+                return self.fail(f"API cart add: HTTP {r.status_code}")
+            self.api_cart[product] = self.api_cart.get(product, 0) + 1
+        r = self.send("GET", "/api/cart", headers=auth)
+        if r is None or r.status_code == 401:
+            return
+        if r.status_code != 200:
+            return self.fail(f"API cart: HTTP {r.status_code}")
+        shown = {line["product_id"]: line["quantity"] for line in r.json()["items"]}
+        checked_out = (self.tally.rounds - 1) % CHECKOUT_EVERY == 1
+        missing = 0 if checked_out else sum(max(0, n - shown.get(p, 0))
+                                            for p, n in self.api_cart.items())
+        if missing:
+            self.tally.lost_cart_items += missing
+            self.tally.problem(f"{missing} API cart items missing on "
+                               f"{r.headers.get('X-Instance', '?')}")
+        self.api_cart = shown  # count a loss once
         return None
 
     def checkout(self) -> None:
