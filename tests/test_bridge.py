@@ -410,6 +410,10 @@ def test_an_api_cart_crosses_the_migration_each_add_once(start_before, fresh_red
     # A re-run reads the same adds in its snapshot (mirrored too): it adds nothing.
     again = export_json(before.url, fresh_redis.url)
     assert (again["hashes_written"], again["hashes_skipped"]) == (0, 1), again
+    code, out = run("export-sessions", "--from", before.url, "--redis", fresh_redis.url,
+                    "--token", TOKEN)
+    assert code == 0 and ("per-user hashes (e.g. API carts): 0 added to, 1 already in Redis, "
+                          "0 failed, of 1 read") in " ".join(out.split()), out
     status = requests.get(before.url + "/_migrate/status", timeout=10,
                           headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert status["hashes_mirrored"] == 4 and status["errors"] == 0
