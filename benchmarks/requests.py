@@ -67,11 +67,13 @@ import requests  # noqa: E402
 
 from benchmarks._api_events import (  # noqa: E402
     ApiAndEvents,
+    measure_api_and_events,
+    print_api_and_events,
+)
+from benchmarks._common import (  # noqa: E402
     BenchmarkFailed,
     cpu_seconds,
-    measure_api_and_events,
     percentile,
-    print_api_and_events,
     redis_commands,
 )
 from migrate.harness.cluster import Cluster  # noqa: E402
