@@ -4,6 +4,7 @@ migrate.sessions passed every test. Each test names what a user would notice, on
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import pickle
 import time
 from pathlib import Path
@@ -13,7 +14,8 @@ from cachelib import SimpleCache
 from flask import Flask, session
 from markupsafe import Markup
 
-from migrate.sessions import Record, export_sessions
+from migrate.sessions import LEGACY_PREFIX, Record, export_sessions, verify_sessions
+from migrate.sessions.record import short_id
 from tests import test_sessions_support as support
 
 redis_server, fresh_redis = support.redis_server, support.fresh_redis
@@ -161,3 +163,86 @@ def test_a_parallel_export_summary_matches_one_process(tmp_path, fresh_redis):
     assert parallel.converted_kinds == one.converted_kinds == {"datetime": 40, "tuple": 40}
     assert progress == {str(dump): 40}  # the progress shown adds up every process's share
     assert isinstance(parallel.seconds, float) and 0 < parallel.seconds < 600
+
+
+# --- verify: what its summary says ---------------------------------------------------------
+
+
+def test_verify_counts_each_session_once_and_names_the_source_of_a_difference(tmp_path,
+                                                                            fresh_redis):
+    now = time.time()
+    dump = write_dump(tmp_path / "dump.ndjson", [
+        {"sid": f"s{n}", "expires": now + 600, "data": {"n": n}} for n in range(5)])
+    export_sessions([str(dump)], fresh_redis.url)
+    result = verify_sessions([str(dump)], fresh_redis.url)
+    assert result.ok and (result.checked, result.matching) == (5, 5)
+    assert (result.sources, result.redis) == ([str(dump)], f"redis://127.0.0.1:{fresh_redis.port}/0")
+    assert isinstance(result.seconds, float) and 0 <= result.seconds < 600
+    fresh_redis.client.delete("session:s3")
+    result = verify_sessions([str(dump)], fresh_redis.url)
+    assert (result.checked, result.matching) == (5, 4)
+    [difference] = result.differences
+    assert (difference.session, difference.source) == (short_id("s3"), str(dump))
+    assert difference.problem == "missing in Redis"
+
+
+def test_verify_goes_on_past_a_duplicate_to_the_sessions_after_it(tmp_path, fresh_redis):
+    now = time.time()
+    dump = write_dump(tmp_path / "dump.ndjson", [
+        {"sid": "dup", "expires": now + 600, "data": {"v": "kept"}},
+        {"sid": "dup", "expires": now + 300, "data": {"v": "dropped: expires sooner"}},
+        {"sid": "later", "expires": now + 600, "data": {"v": 1}},
+    ])
+    export_sessions([str(dump)], fresh_redis.url)
+    fresh_redis.client.delete("session:later")
+    result = verify_sessions([str(dump)], fresh_redis.url)
+    assert [d.session for d in result.differences] == [short_id("later")]
+    assert result.checked == 2
+
+
+def test_verify_checks_the_copy_the_export_kept_when_two_expire_together(tmp_path,
+                                                                         fresh_redis):
+    expires = time.time() + 600
+    dump = write_dump(tmp_path / "dump.ndjson", [
+        {"sid": "twin", "expires": expires, "data": {"v": "first"}},
+        {"sid": "twin", "expires": expires, "data": {"v": "second"}},
+    ])
+    export_sessions([str(dump)], fresh_redis.url)
+    kept = msgspec.msgpack.decode(fresh_redis.client.get("session:twin"))
+    assert kept == {"v": "first"}
+    result = verify_sessions([str(dump)], fresh_redis.url)
+    assert result.ok and (result.checked, result.matching) == (1, 1), result.differences
+
+
+def test_verify_does_not_count_a_match_that_a_later_copy_contradicts(tmp_path, fresh_redis):
+    now = time.time()
+    first = write_dump(tmp_path / "a.ndjson", [
+        {"sid": "s1", "expires": now + 100, "data": {"v": "older"}}])
+    second = write_dump(tmp_path / "b.ndjson", [
+        {"sid": "s1", "expires": now + 200, "data": {"v": "newer"}}])
+    export_sessions([str(first)], fresh_redis.url)  # the newer copy never reached Redis
+    result = verify_sessions([str(first), str(second)], fresh_redis.url)
+    assert (result.checked, result.matching) == (1, 0)
+    assert [(d.source, d.problem) for d in result.differences] == [(str(second), "data differs")]
+
+
+def test_verify_accepts_file_sessions_the_after_app_already_promoted(tmp_path, fresh_redis):
+    digests = [hashlib.sha256(f"session:promoted-{n}".encode()).hexdigest() for n in (1, 2)]
+    dump = write_dump(tmp_path / "dump.ndjson", [
+        {"digest": digest, "expires": time.time() + 600, "data": {"user_id": 1}}
+        for digest in digests])
+    export_sessions([str(dump)], fresh_redis.url)
+    # The after-app read them through under their sids and left empty tombstones behind.
+    for digest in digests:
+        fresh_redis.client.set(LEGACY_PREFIX + digest, b"", ex=600)
+    result = verify_sessions([str(dump)], fresh_redis.url)
+    assert result.ok and (result.checked, result.promoted) == (2, 2), result.differences
+
+
+def test_verify_names_a_session_without_a_ttl(tmp_path, fresh_redis):
+    dump = write_dump(tmp_path / "dump.ndjson", [
+        {"sid": "s", "expires": time.time() + 3600, "data": {"user_id": 1}}])
+    export_sessions([str(dump)], fresh_redis.url)
+    fresh_redis.client.persist("session:s")  # a session that would never expire
+    [difference] = verify_sessions([str(dump)], fresh_redis.url).differences
+    assert difference.problem.startswith("TTL no TTL, expected 3600 s")
