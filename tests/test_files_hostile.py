@@ -568,3 +568,20 @@ def test_a_name_with_a_control_character_does_not_break_the_next_listing(
                          state_file=tmp_path / "fresh-state.ndjson")  # confirmed by the listing
     assert again.ok and again.skipped == len(names) and again.uploaded == 0
     assert verify_files([src], "s3://hostile-control", endpoint_url=s3_server.url).ok
+
+
+def test_a_small_file_still_being_written_when_walked_is_sent_as_it_settled(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    # A live app's upload: the walk saw it half-written; by the read it is whole. One more look
+    # at its settled size sends it (a file that keeps changing is still reported: above).
+    avatar = tmp_path / "me.png"
+    avatar.write_bytes(b"\x89PNG" + os.urandom(2000))
+    half = 1000
+    s3_server.client().create_bucket(Bucket="hostile-settled")
+    workers.init_worker(endpoint_from_env(s3_server.url, "hostile-settled"))
+    key, status, size, sha, _, reason = send_module.put_small(
+        (str(avatar), "me.png", avatar.stat().st_mtime_ns, half))
+    assert (status, reason, size) == ("uploaded", "", avatar.stat().st_size)
+    assert sha == hashlib.sha256(avatar.read_bytes()).hexdigest()
+    body = s3_server.client().get_object(Bucket="hostile-settled", Key="me.png")["Body"].read()
+    assert body == avatar.read_bytes()

@@ -24,6 +24,7 @@ import hashlib
 import mimetypes
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
@@ -146,20 +147,25 @@ def put_small(item: tuple[str, str, int, int]) -> tuple[str, str, int, str, str,
     path, key, mtime_ns, size = item
     if _endpoint_lost.is_set():
         return key, FAILED, 0, "", "", LOST
-    try:
-        fd = open_regular(path, size)
+    for look in (1, 2):
         try:
-            body = os.read(fd, size + 1)  # a regular file reads whole: short only at its end
-        finally:
-            os.close(fd)
-        if len(body) != size:
-            raise changed(size, "it grew" if len(body) > size else f"now {len(body):,}")
-    except Changed as exc:
-        return key, FAILED, 0, "", "", str(exc)
-    except FileNotFoundError:
-        return key, FAILED, 0, "", "", "vanished before it was read"
-    except OSError as exc:
-        return key, FAILED, 0, "", "", f"cannot be read: {exc.strerror}"
+            body = _read_whole(path, size)
+            break
+        except Changed as exc:
+            if look == 2:
+                return key, FAILED, 0, "", "", str(exc)
+            # Still being written when the walk saw it (a live app's upload): one more look, at
+            # the size it has settled to. Only one: a file that keeps changing is reported.
+            time.sleep(0.05)
+            try:
+                st = os.stat(path)
+            except OSError:
+                return key, FAILED, 0, "", "", str(exc)
+            size, mtime_ns = st.st_size, st.st_mtime_ns
+        except FileNotFoundError:
+            return key, FAILED, 0, "", "", "vanished before it was read"
+        except OSError as exc:
+            return key, FAILED, 0, "", "", f"cannot be read: {exc.strerror}"
     md5 = hashlib.md5(body)
     sha = hashlib.sha256(body).hexdigest()
     headers = _meta_headers(path, sha, mtime_ns)
@@ -179,6 +185,18 @@ def put_small(item: tuple[str, str, int, int]) -> tuple[str, str, int, str, str,
             _endpoint_lost.set()
         return key, FAILED, len(body), sha, "", f"transfer failed: {exc}"
     return key, UPLOADED, len(body), sha, etag, ""
+
+
+def _read_whole(path: str, size: int) -> bytes:
+    """The file's bytes, exactly ``size`` of them (``walk.Changed`` otherwise)."""
+    fd = open_regular(path, size)
+    try:
+        body = os.read(fd, size + 1)  # a regular file reads whole: short only at its end
+    finally:
+        os.close(fd)
+    if len(body) != size:
+        raise changed(size, "it grew" if len(body) > size else f"now {len(body):,}")
+    return body
 
 
 # --- large files ---------------------------------------------------------------------------
