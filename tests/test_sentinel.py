@@ -16,7 +16,9 @@ from click.testing import CliRunner
 from migrate import redact, redisurl
 from migrate.cli import cli
 from migrate.errors import UsageError
+from tests import test_files_support as files_support
 
+s3_server, s3_env = files_support.s3_server, files_support.s3_env
 HOUR = 3600
 SECRET = "test-secret-key-0123456789abcdef"
 PASSWORD = "hunter2-sentinel-secret"
@@ -178,6 +180,31 @@ def test_export_to_a_sentinel_set_reaches_the_primary_and_its_replica(sentinel_s
     page = browser.get("/account")
     assert page.status_code == 200, "the migrated user had to log in again"
     assert 'id="user">alice<' in page.text
+
+
+@pytest.mark.slow
+def test_an_upload_in_progress_is_carried_into_a_sentinel_set(sentinel_set, tmp_path: Path,
+                                                              s3_server, s3_env) -> None:
+    import os
+
+    from migrate.files import export_files
+    from tests.test_files_uploads import login, start_chunked_upload
+    from tests.test_sessions_support import before_app
+
+    before = before_app(tmp_path / "before")
+    browser = before.test_client()
+    login(browser)
+    upload_id = start_chunked_upload(browser, [os.urandom(5 * 1024 * 1024), os.urandom(1000)])
+    result = export_files([before.config["UPLOAD_FOLDER"]], "s3://shop-sentinel",
+                          endpoint_url=s3_server.url, create_bucket=True,
+                          redis_url=sentinel_set.url)
+    assert result.ok and [(u.upload_id, u.status) for u in result.uploads] == [
+        (upload_id, "carried")]
+    primary = sentinel_set.client(sentinel_set.primary_port())
+    try:  # the upload's state is on the primary the after-app's Sentinel client finds
+        assert primary.hlen(f"upload:{upload_id}:parts") == 2
+    finally:
+        primary.close()
 
 
 @pytest.mark.slow

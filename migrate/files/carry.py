@@ -63,7 +63,10 @@ def connect_redis(redis_url: str, *, ping: bool = True) -> Any:
     """A client for the after-app's Redis; ConnectionFailure (password hidden) if it is down."""
     import redis
 
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=10)
+    from migrate import redisurl
+
+    # Any URL the after-app takes: redis://, rediss://, a Cluster's or a Sentinel set's.
+    client = redisurl.client(redis_url, socket_connect_timeout=3, socket_timeout=10)
     if ping:
         try:
             client.ping()
