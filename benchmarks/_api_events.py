@@ -140,14 +140,17 @@ def _commands(client: redis.Redis) -> int:
     return int(client.info("stats")["total_commands_processed"])
 
 
-def _per_call_us(call, calls: int, batches: int = 5) -> float:
-    timings = []
+def _per_call_us(calls: dict[str, object], count: int, batches: int = 7) -> dict[str, float]:
+    """Microseconds per call of each callable: batches of ``count`` calls taking turns (a burst
+    of other load hits them alike); the median batch of each."""
+    timings: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(batches):
-        started = time.perf_counter()
-        for _ in range(calls):
-            call()
-        timings.append((time.perf_counter() - started) / calls)
-    return statistics.median(timings) * 1e6
+        for name, call in calls.items():
+            started = time.perf_counter()
+            for _ in range(count):
+                call()
+            timings[name].append((time.perf_counter() - started) / count)
+    return {name: statistics.median(t) * 1e6 for name, t in timings.items()}
 
 
 def measure_micro(token: str, keys: dict[str, str], redis_url: str) -> ApiMicro:
@@ -167,11 +170,10 @@ def measure_micro(token: str, keys: dict[str, str], redis_url: str) -> ApiMicro:
     if session_key is None or not client.get(session_key):
         raise BenchmarkFailed("no stored session under session:* in the after-shop's Redis")
     denylisted = denylist_key(decode()["sid"])
-    jwt_us = _per_call_us(decode, MICRO_CALLS)
-    get_us = _per_call_us(lambda: client.get(session_key), MICRO_CALLS)
-    exists_us = _per_call_us(lambda: client.exists(denylisted), MICRO_CALLS)
-    jwt_us = min(jwt_us, _per_call_us(decode, MICRO_CALLS))  # once more, after the Redis runs
+    us = _per_call_us({"decode": decode, "get": lambda: client.get(session_key),
+                       "exists": lambda: client.exists(denylisted)}, MICRO_CALLS)
     client.close()
+    jwt_us, get_us, exists_us = us["decode"], us["get"], us["exists"]
     return ApiMicro(round(jwt_us, 1), round(get_us, 1), round(exists_us, 1),
                     round(jwt_us / get_us, 2), round((jwt_us + exists_us) / get_us, 2),
                     MICRO_CALLS)
@@ -185,6 +187,8 @@ class ApiAndEvents:
     api: list[ApiRow]
     micro: ApiMicro
     fan_out: list[FanOut]
+    api_seconds: float  # how long each part took
+    events_seconds: float
 
 
 def measure_api_and_events(before: list[str], after: list[str], databases: dict[str, str],
@@ -196,6 +200,7 @@ def measure_api_and_events(before: list[str], after: list[str], databases: dict[
     from sample_stateless_app.config import jwt_keys
 
     name, password = "alice", "wonderland"
+    started = time.perf_counter()
     progress(f"the API call: {requests_per_kind} requests of each of 4 kinds, blocks of "
              f"{API_BLOCK} taking turns")
     kinds = api_kinds(after[0], before[0], name, password)
@@ -203,6 +208,7 @@ def measure_api_and_events(before: list[str], after: list[str], databases: dict[
     token = kinds[0].headers["Authorization"].split(" ", 1)[1]
     keys, _ = jwt_keys({"SECRET_KEY": secret_key})
     micro = measure_micro(token, keys, redis_url)
+    api_seconds = time.perf_counter() - started
     for database in databases.values():
         prepare_database(database)
     progress(f"event fan-out: {events} orders per route, {SEGMENT} per stream, routes taking "
@@ -220,7 +226,8 @@ def measure_api_and_events(before: list[str], after: list[str], databases: dict[
     ]
     fan_out = measure_fan_out(routes, events, events_seconds)
     fan_out.append(never_heard(before_a, before[0], before_b, before[1]))
-    return ApiAndEvents(api, micro, fan_out)
+    return ApiAndEvents(api, micro, fan_out, round(api_seconds, 1),
+                        round(time.perf_counter() - started - api_seconds, 1))
 
 
 def _ms(value: float | None) -> str:
@@ -242,7 +249,8 @@ def print_api_and_events(found: ApiAndEvents) -> None:
           f"{_ratio(jwt_row.instance_cpu_ms, dict_row.instance_cpu_ms)} (/account renders a "
           "page, /api/me answers JSON: the in-process figures below isolate the lookup)")
     m = found.micro
-    print(f"in process, per call (median of 5 x {m.calls}): jwt.decode of the shop's token "
+    print(f"in process, per call (median of 7 batches x {m.calls}, taking turns): jwt.decode "
+          f"of the shop's token "
           f"{m.jwt_decode_us:.1f} us; Redis GET of a stored session {m.redis_get_session_us:.1f} "
           f"us (redis-py, local Redis): jwt.decode = {m.jwt_vs_session:.2f}x the session GET; "
           f"with the denylist EXISTS ({m.redis_exists_us:.1f} us) the after-shop's check = "
@@ -269,6 +277,8 @@ def print_api_and_events(found: ApiAndEvents) -> None:
               f"{same_after.confirmed_p50_ms / same_before.confirmed_p50_ms:.2f}x; after A -> B "
               f"vs before A = B: {_ratio(cross.confirmed_p50_ms, same_before.confirmed_p50_ms)}"
               f"; before A -> B: never")
+    print(f"(the API call {found.api_seconds:.1f} s, the event fan-out {found.events_seconds:.1f} "
+          "s of the whole run)")
 
 
 def _ratio(a: float | None, b: float | None) -> str:

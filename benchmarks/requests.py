@@ -418,6 +418,7 @@ def main() -> int:
             "api_call": [asdict(row) for row in extra.api],
             "api_in_process": asdict(extra.micro),
             "event_fan_out": [asdict(row) for row in extra.fan_out],
+            "api_call_seconds": extra.api_seconds, "event_fan_out_seconds": extra.events_seconds,
             "total_seconds": round(seconds, 1),
         }, indent=2))
         return 0
