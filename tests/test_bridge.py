@@ -27,6 +27,16 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.fixture(autouse=True)
+def fresh_before_process(monkeypatch):
+    """The before-shop keeps API tokens and carts in its module, shared by every app in this
+    process: each test starts with none, as a newly started instance would."""
+    from sample_stateful_app import api
+
+    monkeypatch.setattr(api, "TOKENS", {})
+    monkeypatch.setattr(api, "CARTS", {})
+
+
 @pytest.fixture
 def start_before(tmp_path: Path):
     """Serve before-shops over HTTP; each call makes one with the given config."""
@@ -391,7 +401,7 @@ def export_json(url: str, redis_url: str) -> dict:
 
 
 def test_an_api_cart_crosses_the_migration_each_add_once(start_before, fresh_redis, tmp_path):
-    before, app = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN,
+    before, _ = start_before(MIGRATE_BRIDGE_TOKEN=TOKEN,
                                MIGRATE_BRIDGE_REDIS_URL=fresh_redis.url)
     alice = api_token(before.url)
     for product, quantity in ((1, 2), (2, 1)):
