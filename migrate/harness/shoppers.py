@@ -2,9 +2,9 @@
 
 A user notices being logged out, cart items gone, their avatar gone or different, and a request
 that failed after the client's retry of a refused connection; as an API client, its token
-refused; as a reader of its orders' live updates, an order whose event never came. Each
-``Shopper`` counts exactly those in its ``Tally``. The ``Router`` plays the balancer: sticky
-before the cut-over, round-robin after.
+refused or its API cart's items gone; as a reader of its orders' live updates, an order whose
+event never came. Each ``Shopper`` counts exactly those in its ``Tally``. The ``Router`` plays
+the balancer: sticky before the cut-over, round-robin after.
 """
 
 from __future__ import annotations
