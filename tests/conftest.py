@@ -212,3 +212,15 @@ def start_cluster(stores, database_factory, tmp_path):
     yield start
     for cluster in started:
         cluster.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def fresh_before_process(monkeypatch):
+    """The before-shop keeps API tokens and carts in its module, shared by every app in this
+    process: each test starts with none, as a newly started instance would."""
+    import sys
+
+    api = sys.modules.get("sample_stateful_app.api")
+    if api is not None:  # (not imported yet: nothing to clear)
+        monkeypatch.setattr(api, "TOKENS", {})
+        monkeypatch.setattr(api, "CARTS", {})

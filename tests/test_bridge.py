@@ -27,16 +27,6 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.fixture(autouse=True)
-def fresh_before_process(monkeypatch):
-    """The before-shop keeps API tokens and carts in its module, shared by every app in this
-    process: each test starts with none, as a newly started instance would."""
-    from sample_stateful_app import api
-
-    monkeypatch.setattr(api, "TOKENS", {})
-    monkeypatch.setattr(api, "CARTS", {})
-
-
 @pytest.fixture
 def start_before(tmp_path: Path):
     """Serve before-shops over HTTP; each call makes one with the given config."""
