@@ -276,7 +276,11 @@ class _Migration:
         sessions = export_sessions(cluster.urls, self.stores.redis_url, token=self.token)
         self.result.sessions_exported = sessions.written + sessions.skipped
         self.stage("export sessions", began, f"{sessions.read} read, {sessions.written} "
-                   f"written, {sessions.skipped} already mirrored, {sessions.failed} failed")
+                   f"written, {sessions.skipped} already mirrored, {sessions.failed} failed; "
+                   f"API tokens: {sessions.tokens_written} written, {sessions.tokens_skipped} "
+                   f"already mirrored; API carts: {sessions.hashes_written} added to")
+        if not sessions.ok:
+            self.result.problems.append("export-sessions: some sessions, tokens or carts failed")
 
         began = time.monotonic()
         files = export_files([str(f) for f in folders], self.target,
