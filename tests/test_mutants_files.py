@@ -9,8 +9,10 @@ import json
 import os
 from pathlib import Path
 
-from migrate.files import export_files
+from migrate.files import export_files, verify_files
+from migrate.files.digests import MAX_PARTS, MIN_PART, file_digests, large_digests, part_size_for
 from migrate.files.plan import plan
+from migrate.files.state import load_state
 from migrate.files.transfer import MIB, Endpoint
 from migrate.files.walk import Entry
 from tests import test_files_support as support
@@ -166,3 +168,105 @@ def test_a_symlink_to_a_folder_inside_the_source_is_counted_excluded_and_its_fil
     assert [(p.path, p.status) for p in result.problems] == [(str(src / "alias"), "excluded")]
     assert "folder inside the source" in result.problems[0].reason
     assert support.bucket_keys(s3_server, "mutants-linked-folder") == {"real/a.txt": 4}
+
+
+# --- checksums and the state file ----------------------------------------------------------
+
+
+def test_the_multipart_etag_starts_at_the_threshold_and_is_the_md5_of_the_parts(
+        tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    md5 = hashlib.md5(b"abc")
+    assert file_digests(str(path), 3, 4) == (hashlib.sha256(b"abc").hexdigest(), md5.hexdigest())
+    # At the threshold: one part, so the ETag S3 gives is md5(md5(part)) with "-1".
+    sha, etag = file_digests(str(path), 3, 3)
+    assert sha == hashlib.sha256(b"abc").hexdigest()
+    assert etag == hashlib.md5(md5.digest()).hexdigest() + "-1"
+    assert large_digests(str(path), 3).part_md5s == [md5.digest()]
+    assert large_digests(str(path), 3, multipart=False).part_md5s == []
+
+
+def test_the_part_size_doubles_only_past_ten_thousand_parts() -> None:
+    assert part_size_for(MIN_PART * MAX_PARTS) == MIN_PART
+    assert part_size_for(MIN_PART * MAX_PARTS + 1) == 2 * MIN_PART
+    assert part_size_for(4 * MIN_PART * MAX_PARTS + 1) == 8 * MIN_PART
+
+
+def test_the_state_file_remembers_what_each_uploaded_file_hashed_to(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    src = tmp_path / "uploads"
+    (src / "é").mkdir(parents=True)
+    (src / "é" / "a.txt").write_bytes(b"remember me")
+    state = tmp_path / "state.ndjson"
+    assert export_files([src], "s3://mutants-state", endpoint_url=s3_server.url,
+                        create_bucket=True, state_file=state).uploaded == 1
+    path = src / "é" / "a.txt"
+    known = load_state(state)[str(path)]
+    assert (known.size, known.mtime_ns) == (11, path.stat().st_mtime_ns)
+    assert known.sha256 == hashlib.sha256(b"remember me").hexdigest()
+    assert hashlib.md5(b"remember me").hexdigest() in known.etags.split()
+
+
+# --- verify files ------------------------------------------------------------------------------
+
+
+def test_verify_files_counts_matches_and_names_each_difference(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    src = tmp_path / "uploads"
+    src.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (src / name).write_bytes(f"content of {name}".encode())
+    bucket = "mutants-verify"
+    assert export_files([src], f"s3://{bucket}", endpoint_url=s3_server.url,
+                        create_bucket=True).ok
+    progress: list[tuple[int, int]] = []
+    result = verify_files([src], f"s3://{bucket}", endpoint_url=s3_server.url,
+                          on_progress=lambda done, total, *_: progress.append((done, total)))
+    assert result.ok and (result.checked, result.matching) == (3, 3)
+    assert progress[-1] == (3, 3)
+    client = s3_server.client()
+    # Same size, other bytes, the metadata copied along: the MD5 in the ETag tells.
+    head = client.head_object(Bucket=bucket, Key="a.txt")
+    client.put_object(Bucket=bucket, Key="a.txt", Body=b"CONTENT of a.txt",
+                      Metadata=head["Metadata"])
+    client.delete_object(Bucket=bucket, Key="b.txt")
+    result = verify_files([src], f"s3://{bucket}", endpoint_url=s3_server.url)
+    assert (result.checked, result.matching) == (3, 1)
+    assert [(d.path, d.key) for d in result.different] == [(str(src / "a.txt"), "a.txt")]
+    assert result.different[0].problem.startswith("content differs")
+    assert [(d.path, d.key, d.problem) for d in result.missing] == [
+        (str(src / "b.txt"), "b.txt", "missing")]
+
+
+def test_verify_files_reads_the_sha256_metadata_where_the_etag_cannot_tell(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    src = tmp_path / "uploads"
+    src.mkdir()
+    (src / "same.bin").write_bytes(b"x" * 100)
+    (src / "other.bin").write_bytes(b"x" * 100)
+    bucket = "mutants-verify-sha"
+    client = s3_server.client()
+    client.create_bucket(Bucket=bucket)
+    for key, sha in (("same.bin", hashlib.sha256(b"x" * 100).hexdigest()),
+                     ("other.bin", hashlib.sha256(b"y" * 100).hexdigest())):
+        client.put_object(Bucket=bucket, Key=key, Body=b"x" * 100, Metadata={"sha256": sha})
+    # threshold=50: the files count as multipart, so their ETags say nothing of the content.
+    result = verify_files([src], f"s3://{bucket}", endpoint_url=s3_server.url, threshold=50)
+    assert result.matching == 1
+    assert [(d.key, d.problem) for d in result.different] == [
+        ("other.bin", "sha256 metadata differs")]
+
+
+def test_verify_files_checks_the_newest_copy_of_a_key_found_on_two_instances(
+        tmp_path: Path, s3_server, s3_env) -> None:
+    for n, data in ((1, b"old avatar"), (2, b"new avatar")):
+        path = tmp_path / f"instance-{n}" / "me.png"
+        path.parent.mkdir()
+        path.write_bytes(data)
+        os.utime(path, ns=(n * 10**18, n * 10**18))
+    sources = [tmp_path / "instance-1", tmp_path / "instance-2"]
+    assert export_files(sources, "s3://mutants-verify-newest", endpoint_url=s3_server.url,
+                        create_bucket=True).uploaded == 1
+    result = verify_files(sources, "s3://mutants-verify-newest", endpoint_url=s3_server.url)
+    assert result.ok and (result.checked, result.matching) == (1, 1), result.different
