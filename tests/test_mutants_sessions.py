@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import pickle
 import time
 from pathlib import Path
@@ -246,3 +247,45 @@ def test_verify_names_a_session_without_a_ttl(tmp_path, fresh_redis):
     fresh_redis.client.persist("session:s")  # a session that would never expire
     [difference] = verify_sessions([str(dump)], fresh_redis.url).differences
     assert difference.problem.startswith("TTL no TTL, expected 3600 s")
+
+
+# --- the bridge's own store and a dump shared out to processes -----------------------------
+
+
+def test_the_bridge_streams_only_sessions_and_counts_them_in_the_trailer(tmp_path):
+    from flask_session import Session
+
+    from migrate.sessions.bridge import MigrationBridge
+
+    cache = SimpleCache()
+    for n in range(3):
+        cache.set(f"session:sid-{n}", {"user_id": n}, 600)
+    cache.set("view:home", "<html>cached page</html>", 600)  # the app's other cache entries
+    app = Flask("shared-cache")
+    app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=cache)
+    Session(app)
+    MigrationBridge(app, token=TOKEN)
+    lines = app.test_client().get("/_migrate/sessions", headers=AUTH).data.splitlines()
+    records = [msgspec.json.decode(line, type=Record) for line in lines]
+    assert sorted(r.sid for r in records[:-1]) == ["sid-0", "sid-1", "sid-2"]
+    assert records[-1].end and records[-1].count == 3 and records[-1].next is None
+
+
+def test_copies_of_a_session_meet_in_one_process_whatever_their_line_looks_like(tmp_path,
+                                                                              fresh_redis):
+    now = int(time.time())
+    sids = [f"s{n}" for n in range(30)] + ["caf\u00e9", 'quo"te']
+    lines = []
+    for sid in sids:  # the older copy first, written the way this tool writes a dump ...
+        lines.append(msgspec.json.encode({"sid": sid, "expires": now + 100, "data": {"v": 1}}))
+    for sid in sids:  # ... the newer one by another tool: other key order, escaped text
+        escaped = json.dumps(sid, ensure_ascii=True)
+        lines.append(f'{{"expires": {now + 200}, "sid": {escaped}, "data": {{"v": 2}}}}'
+                     .encode())
+        lines.append(f'{{"sid":{escaped},"expires":{now + 150},"data":{{"v":3}}}}'.encode())
+    dump = tmp_path / "dump.ndjson"
+    dump.write_bytes(b"\n".join(lines) + b"\n")
+    result = export_sessions([str(dump)], fresh_redis.url, jobs=3)
+    assert (result.read, result.duplicates, result.failed) == (3 * len(sids), 2 * len(sids), 0)
+    for sid in sids:  # the copy that expires last, in every process's share
+        assert msgspec.msgpack.decode(fresh_redis.client.get("session:" + sid)) == {"v": 2}
