@@ -27,6 +27,7 @@ It reads and writes exactly what ``Session(app)`` with ``SESSION_TYPE='redis'`` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -169,6 +170,14 @@ def legacy_digests(sid: str, key_prefix: str = DEFAULT_PREFIX) -> list[str]:
     return [hashlib.sha256(raw).hexdigest(), hashlib.md5(raw).hexdigest()]
 
 
+@functools.lru_cache(maxsize=1024)
+def _legacy_keys(sid: str, key_prefix: str, legacy_prefix: str) -> tuple[str, ...]:
+    # Every request of a session sends its legacy keys (the script promotes on a miss): two
+    # digests per request, the same ones each time, so they are kept for the busiest sessions
+    # (at most 1024 sids: a few MB even if every cookie were a forged 4 KB one).
+    return tuple(legacy_prefix + d for d in legacy_digests(sid, key_prefix))
+
+
 class RedisSessionInterface(redis_interface_base()):  # type: ignore[misc]
     """Flask-Session's Redis interface, plus Redis Cluster and read-through of legacy records.
 
@@ -242,10 +251,10 @@ class RedisSessionInterface(redis_interface_base()):  # type: ignore[misc]
 
     def _load_with_reads(self, store_id: str) -> bytes | None:
         """The session, its TTL extended if asked, and the request's reads: one round trip."""
-        legacy: list[str] = []
+        legacy: tuple[str, ...] = ()
         if self.read_through:
-            sid = store_id[len(self.key_prefix):]
-            legacy = [self.legacy_prefix + d for d in legacy_digests(sid, self.legacy_key_prefix)]
+            legacy = _legacy_keys(store_id[len(self.key_prefix):], self.legacy_key_prefix,
+                                  self.legacy_prefix)
         reads = list(self.prefetch(request)) if self.prefetch is not None else []
         fixed = [r for r in reads if r.field is None]
         named = [r for r in reads if r.field is not None]
@@ -268,8 +277,9 @@ class RedisSessionInterface(redis_interface_base()):  # type: ignore[misc]
             if answer and not _failed(answer[1]):
                 key = answer[0].decode() if isinstance(answer[0], bytes) else answer[0]
                 found[(r.command.upper(), key)] = _decoded(r.command.upper(), answer[1])
-        request.environ[_PREFETCHED] = found
-        request.environ[_LOADED] = (store_id, value, bool(value and ttl_ms))
+        environ = request.environ
+        environ[_PREFETCHED] = found
+        environ[_LOADED] = (store_id, value, bool(value and ttl_ms))
         return value
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
