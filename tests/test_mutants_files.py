@@ -12,7 +12,7 @@ from pathlib import Path
 from migrate.files import export_files, verify_files
 from migrate.files.digests import MAX_PARTS, MIN_PART, file_digests, large_digests, part_size_for
 from migrate.files.plan import plan
-from migrate.files.state import load_state
+from migrate.files.state import default_state_path, load_state
 from migrate.files.transfer import MIB, Endpoint
 from migrate.files.walk import Entry
 from tests import test_files_support as support
@@ -187,6 +187,28 @@ def test_the_multipart_etag_starts_at_the_threshold_and_is_the_md5_of_the_parts(
     assert large_digests(str(path), 3, multipart=False).part_md5s == []
 
 
+def test_a_file_of_exactly_two_parts_has_the_etag_of_two_parts(tmp_path: Path) -> None:
+    path = tmp_path / "two-parts.bin"
+    parts = [b"a" * MIN_PART, b"b" * MIN_PART]
+    path.write_bytes(b"".join(parts))
+    _, etag = file_digests(str(path), 2 * MIN_PART, 1)
+    both = b"".join(hashlib.md5(part).digest() for part in parts)
+    assert etag == hashlib.md5(both).hexdigest() + "-2"
+
+
+def test_the_state_file_is_per_endpoint_and_bucket_in_the_users_cache(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    shop = default_state_path(Endpoint("http://127.0.0.1:9000", "shop", "us-east-1"))
+    other = default_state_path(Endpoint("http://127.0.0.1:9000", "other", "us-east-1"))
+    assert shop.parent == other.parent == tmp_path / "xdg" / "migrate" / "export-files"
+    assert shop != other
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_state_path(Endpoint("http://127.0.0.1:9000", "shop", "us-east-1")).parent == (
+        tmp_path / "home" / ".cache" / "migrate" / "export-files")
+
+
 def test_the_part_size_doubles_only_past_ten_thousand_parts() -> None:
     assert part_size_for(MIN_PART * MAX_PARTS) == MIN_PART
     assert part_size_for(MIN_PART * MAX_PARTS + 1) == 2 * MIN_PART
@@ -224,6 +246,8 @@ def test_verify_files_counts_matches_and_names_each_difference(
     result = verify_files([src], f"s3://{bucket}", endpoint_url=s3_server.url,
                           on_progress=lambda done, total, *_: progress.append((done, total)))
     assert result.ok and (result.checked, result.matching) == (3, 3)
+    assert (result.target, result.deep) == (f"s3://{bucket}", False)
+    assert isinstance(result.seconds, float) and 0 <= result.seconds < 600
     assert progress[-1] == (3, 3)
     client = s3_server.client()
     # Same size, other bytes, the metadata copied along: the MD5 in the ETag tells.
