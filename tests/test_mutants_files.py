@@ -244,7 +244,8 @@ def test_verify_files_counts_matches_and_names_each_difference(
                         create_bucket=True).ok
     progress: list[tuple[int, int]] = []
     result = verify_files([src], f"s3://{bucket}", endpoint_url=s3_server.url,
-                          on_progress=lambda done, total, *_: progress.append((done, total)))
+                          on_progress=lambda done, total, done_bytes, total_bytes: progress.append(
+                              (done, total)))
     assert result.ok and (result.checked, result.matching) == (3, 3)
     assert (result.target, result.deep) == (f"s3://{bucket}", False)
     assert isinstance(result.seconds, float) and 0 <= result.seconds < 600
@@ -269,16 +270,19 @@ def test_verify_files_reads_the_sha256_metadata_where_the_etag_cannot_tell(
     src.mkdir()
     (src / "same.bin").write_bytes(b"x" * 100)
     (src / "other.bin").write_bytes(b"x" * 100)
+    (src / "no-metadata.bin").write_bytes(b"x" * 100)
     bucket = "mutants-verify-sha"
     client = s3_server.client()
     client.create_bucket(Bucket=bucket)
     for key, sha in (("same.bin", hashlib.sha256(b"x" * 100).hexdigest()),
                      ("other.bin", hashlib.sha256(b"y" * 100).hexdigest())):
         client.put_object(Bucket=bucket, Key=key, Body=b"x" * 100, Metadata={"sha256": sha})
+    client.put_object(Bucket=bucket, Key="no-metadata.bin", Body=b"x" * 100)  # another tool's
     # threshold=50: the files count as multipart, so their ETags say nothing of the content.
     result = verify_files([src], f"s3://{bucket}", endpoint_url=s3_server.url, threshold=50)
     assert result.matching == 1
-    assert [(d.key, d.problem) for d in result.different] == [
+    assert sorted((d.key, d.problem) for d in result.different) == [
+        ("no-metadata.bin", "no sha256 metadata and the ETag differs: use --deep"),
         ("other.bin", "sha256 metadata differs")]
 
 
