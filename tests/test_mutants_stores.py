@@ -37,3 +37,43 @@ def test_a_migrated_cart_is_adopted_once_for_its_user(tmp_path, fresh_redis):
     lifetime = int(app.permanent_session_lifetime.total_seconds())
     marker = fresh_redis.client.keys("{cart:1}:adopted:*")
     assert len(marker) == 1 and 0 < fresh_redis.client.ttl(marker[0]) <= lifetime
+
+
+def test_a_redis_that_accepts_and_never_answers_is_a_503_within_seconds(tmp_path):
+    # A Redis that hangs (a full primary, a half-open connection): the page must not hang with
+    # it. The after-shop's client gives up after its socket timeout and the page is a 503.
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    thread.start()
+    try:
+        url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+        client = support.after_app(tmp_path, url).test_client()
+        client.set_cookie("session", "someone-sid")
+        started = time.monotonic()
+        page = client.get("/")
+        assert page.status_code == 503, page.status_code
+        assert time.monotonic() - started < 20  # the 5 s socket timeout, not forever
+        assert page.headers.get("Retry-After")
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        listener.close()
