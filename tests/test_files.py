@@ -153,43 +153,6 @@ def test_ten_thousand_small_files_and_one_of_64_mib_then_a_fast_no_op(
         "Body"].read() == mid.read_bytes()
 
 
-def test_a_multipart_file_is_read_once_and_carries_its_sha256_after_the_upload(
-        tmp_path: Path, s3_server, s3_env, monkeypatch: pytest.MonkeyPatch) -> None:
-    import base64
-
-    from migrate.files import send as send_module
-
-    src = tmp_path / "uploads"
-    src.mkdir()
-    data = os.urandom(20 * MIB)  # parts of 8 MiB: 8 + 8 + 4
-    (src / "clip.mp4").write_bytes(data)
-    opened: list[str] = []
-    open_regular = send_module.open_regular
-
-    def counted_open(path: str, size: int) -> int:
-        opened.append(path)
-        return open_regular(path, size)
-
-    monkeypatch.setattr(send_module, "open_regular", counted_open)
-    monkeypatch.setattr(send_module, "large_digests", None)  # no hashing pass before the send
-    result = export_files([src], "s3://shop-once", endpoint_url=s3_server.url,
-                          create_bucket=True, threshold=16 * MIB)
-    assert result.ok and result.uploaded == 1, result.problems
-    assert opened == [str(src / "clip.mp4")]  # opened once: every part read from that one pass
-    head = s3_server.client().head_object(Bucket="shop-once", Key="clip.mp4")
-    # Attached after the upload by a server-side copy: the sha256 verify and plan rely on.
-    assert meta(head, "sha256") == hashlib.sha256(data).hexdigest()
-    assert meta(head, "md5chksum") == base64.b64encode(hashlib.md5(data).digest()).decode()
-    assert head["ContentType"] == "video/mp4" and head["ContentLength"] == len(data)
-    got = s3_server.client().get_object(Bucket="shop-once", Key="clip.mp4")["Body"].read()
-    assert got == data
-    assert verify_files([src], "s3://shop-once", endpoint_url=s3_server.url,
-                        threshold=16 * MIB).ok
-    again = export_files([src], "s3://shop-once", endpoint_url=s3_server.url,
-                         threshold=16 * MIB)
-    assert again.uploaded == 0 and again.skipped == 1
-
-
 def test_verify_reports_an_object_altered_or_removed_after_export(
         tmp_path: Path, s3_server, s3_env) -> None:
     src = tmp_path / "uploads"

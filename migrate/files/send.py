@@ -6,13 +6,9 @@
   read, and sent from memory in one PUT: one read per byte;
 - past ``BUFFER_MAX`` with a raised threshold: one PUT streamed from the file after a hashing
   pass (memory stays flat);
-- at or above the threshold: a multipart upload read once, part after part into memory, each
-  part hashed (its MD5, and the running sha256 and MD5 of the whole file) and sent from that
-  buffer on a part thread while the next is read. S3 fixes an object's metadata when the upload
-  is created, before the bytes are read: once it is complete, the object is copied onto itself
-  (server side, ``x-amz-metadata-directive: REPLACE``) with its ``sha256`` and ``md5chksum``.
-  Past CopyObject's 5 GiB the object keeps its md5-of-parts ETag, which ``verify files``
-  recomputes from the file, and the sha256 is in the state file and the manifest.
+- at or above the threshold: a multipart upload, its parts in parallel, after one pass that
+  computes every digest (sha256, the whole file's MD5, each part's MD5): S3 fixes an object's
+  metadata, its sha256 included, when the upload is created, so the parts are read again.
 
 Every PUT carries ``Content-MD5`` (checked by every S3 server) and the metadata ``sha256`` and
 ``mtime``. Large files travel on threads in this process while the small ones go through the
@@ -29,10 +25,8 @@ import mimetypes
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, BinaryIO
-from urllib.parse import quote
 
 from migrate.errors import CheckFailed, ConnectionFailure
 from migrate.files import workers
@@ -61,8 +55,6 @@ from migrate.files.walk import (
 SMALL_MAX = 8 * MIB  # below: read whole in a worker process; above: on threads here
 BUFFER_MAX = 64 * MIB  # a single PUT up to this size is read once into memory and sent from it
 LARGE_AT_ONCE = 4  # large files in flight: memory stays under 4 x BUFFER_MAX (or their parts)
-COPY_MAX = 5 * 1024 * MIB  # CopyObject's limit: a bigger object keeps its creation metadata
-BLOCK = 4 * MIB  # a part is read (and hashed) in blocks of this size
 LOST = "not attempted: the S3 endpoint stopped answering"
 _endpoint_lost = threading.Event()  # per process: once the endpoint is gone, stop trying
 
@@ -232,25 +224,22 @@ def _send_large(large: list[Entry], jobs: int, threshold: int, record: RecordFn)
 def _read_and_send(entry: Entry, threshold: int, part_threads: int, record: RecordFn) -> None:
     """On a large-file thread: every digest in one read, then the upload (or the failure)."""
     body: bytearray | None = None
-    if entry.size >= threshold:  # read once, while it is sent: no pass before
-        _send_one_large(entry, None, part_threads, record)
-        return
     try:
         if entry.size < min(threshold, BUFFER_MAX + 1):
             body, digests = read_with_digests(entry.path, entry.size)
         else:
-            digests = large_digests(entry.path, entry.size, multipart=False)
+            digests = large_digests(entry.path, entry.size, multipart=entry.size >= threshold)
     except (OSError, Changed) as exc:
         record(FileRecord(entry.path, entry.key, entry.size, None, FAILED, _unread(exc)), entry)
         return
     _send_one_large(entry, digests, part_threads, record, body)
 
 
-def _send_one_large(entry: Entry, digests: LargeDigests | None, part_threads: int,
+def _send_one_large(entry: Entry, digests: LargeDigests, part_threads: int,
                     record: RecordFn, body: bytearray | None = None) -> None:
     try:
-        if digests is None:
-            sha, etag = put_multipart(entry, part_threads)
+        if digests.part_md5s:
+            sha, etag = put_multipart(entry, digests, part_threads)
         elif body is not None:
             sha, etag = put_buffered(entry, body, digests)
         else:
@@ -307,17 +296,15 @@ def put_streamed(entry: Entry, digests: LargeDigests) -> tuple[str, str]:
     return digests.sha256, etag
 
 
-def put_multipart(entry: Entry, part_threads: int) -> tuple[str, str]:
-    """Multipart upload, each byte read once: parts read in turn, sent in parallel from the
-    buffer they were hashed from; memory bounded by (threads + 1) x part size.
+def put_multipart(entry: Entry, digests: LargeDigests, part_threads: int) -> tuple[str, str]:
+    """Multipart upload, parts in parallel, memory bounded by threads x part size.
 
     Returns (sha256, ETags): some servers list a multipart object with its whole-file MD5
-    (rclone's do, and AWS after the metadata copy), others with the md5-of-parts ETag; the
-    state remembers both. A file that changes while it is read is ``walk.Changed`` and its
-    upload is aborted.
+    (rclone's do), others with the md5-of-parts ETag; the state remembers both.
     """
-    headers = _meta_headers(entry.path, "", entry.mtime_ns)
-    del headers["x-amz-meta-sha256"]  # not known yet: attached once every byte was read
+    headers = _meta_headers(entry.path, digests.sha256, entry.mtime_ns)
+    # rclone reads a multipart object's whole-file MD5 from this (its ETag is md5-of-parts).
+    headers["x-amz-meta-md5chksum"] = digests.md5_b64
     s3 = workers.client()
     _, _, data = with_retries(lambda: s3.request(
         "POST", entry.key, query={"uploads": ""}, headers=headers), s3)
@@ -325,100 +312,38 @@ def put_multipart(entry: Entry, part_threads: int) -> tuple[str, str]:
     if not upload_id:
         raise S3Error(500, "NoUploadId", "the server returned no multipart upload id")
     try:
-        sha, whole_md5, parts = _read_and_send_parts(entry, upload_id, part_threads)
-        parts_md5 = hashlib.md5(b"".join(md5 for _, md5 in parts)).hexdigest()
-        etag = _complete(entry.key, upload_id, [e for e, _ in parts], f"{parts_md5}-{len(parts)}")
+        with ThreadPoolExecutor(part_threads) as pool:
+            etags = list(pool.map(lambda n: _put_part(entry, digests, upload_id, n),
+                                  range(1, len(digests.part_md5s) + 1)))
+        parts_md5 = hashlib.md5(b"".join(digests.part_md5s)).hexdigest()
+        etag = _complete(entry.key, upload_id, etags, f"{parts_md5}-{len(etags)}")
     except BaseException:
         try:
             s3.request("DELETE", entry.key, query={"uploadId": upload_id})
         except Exception:  # noqa: BLE001 - best effort; the original error matters
             pass
         raise
-    if entry.size <= COPY_MAX:
-        _attach_digests(entry, sha, base64.b64encode(whole_md5).decode())
-    return sha, f"{etag} {whole_md5.hex()}"
+    return digests.sha256, f"{etag} {base64.b64decode(digests.md5_b64).hex()}"
 
 
-def _read_and_send_parts(entry: Entry, upload_id: str, part_threads: int,
-                         ) -> tuple[str, bytes, list[tuple[str, bytes]]]:
-    """Read the file once, in order, each part into its own buffer, hashed as it arrives (the
-    sha256 on a helper thread beside the whole file's MD5), then sent from that buffer on a
-    part thread -> (sha256 hex, whole MD5, [(part ETag, part MD5)]).
-
-    What is sent is what was hashed. ``walk.Changed`` when the file shrinks, grows or is
-    modified (its mtime moves) while it is read.
-    """
+def _put_part(entry: Entry, digests: LargeDigests, upload_id: str, n: int) -> str:
+    """On a part thread: send part ``n`` -> its ETag."""
     part = part_size_for(entry.size)
-    count = max(1, -(-entry.size // part))
-    sha, md5_all = hashlib.sha256(), hashlib.md5()
-    free = threading.Semaphore(part_threads + 1)  # buffers alive: being sent, or being read
-    sent: list[Future] = []
-    with open(open_regular(entry.path, entry.size), "rb", buffering=0) as f, \
-            ThreadPoolExecutor(part_threads) as pool, ThreadPoolExecutor(1) as helper:
-        before = os.fstat(f.fileno())
-        try:
-            for n in range(1, count + 1):
-                free.acquire()
-                failed = next((s for s in sent if s.done() and s.exception()), None)
-                if failed is not None:
-                    failed.result()  # a part was refused: stop reading, raise its error
-                buf = _read_part(f, min(part, entry.size - (n - 1) * part), entry.size,
-                                 sha, md5_all, helper)
-                fut = pool.submit(_put_part, entry.key, upload_id, n, buf)
-                fut.add_done_callback(lambda _: free.release())
-                sent.append(fut)
-            after = os.fstat(f.fileno())
-            if f.read(1) or after.st_size != entry.size:
-                raise changed(entry.size, "it grew while it was read")
-            if after.st_mtime_ns != before.st_mtime_ns:
-                raise changed(entry.size, "it was modified while it was read")
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
-        parts = [fut.result() for fut in sent]
-    return sha.hexdigest(), md5_all.digest(), parts
-
-
-def _read_part(f: BinaryIO, size: int, file_size: int, sha: Any, md5_all: Any,
-               helper: ThreadPoolExecutor) -> bytearray:
-    """The next ``size`` bytes of ``f``, fed to ``sha`` (on ``helper``) and ``md5_all``."""
-    buf = bytearray(size)
-    view = memoryview(buf)
-    done = 0
-    while done < size:
-        n = f.readinto(view[done:done + BLOCK])
-        if not n:
-            raise changed(file_size, "it shrank while it was read")
-        chunk = view[done:done + n]
-        hashed = helper.submit(sha.update, chunk)
-        md5_all.update(chunk)
-        hashed.result()
-        done += n
-    return buf
-
-
-def _put_part(key: str, upload_id: str, n: int, body: bytearray) -> tuple[str, bytes]:
-    """On a part thread: send part ``n`` from its buffer -> (its ETag, its MD5)."""
-    md5 = hashlib.md5(body).digest()
+    fd = open_regular(entry.path, entry.size)  # the size it was hashed at (else Changed)
+    try:
+        body = os.pread(fd, part, (n - 1) * part)
+    finally:
+        os.close(fd)
+    if len(body) != min(part, entry.size - (n - 1) * part):
+        raise changed(entry.size, "it shrank while it was sent")
+    md5 = digests.part_md5s[n - 1]
     headers = {"content-md5": base64.b64encode(md5).decode()}
     s3 = workers.client()
     # Content-MD5 guards the part; hashing it again for the signature would cost a pass.
     _, head, _ = with_retries(lambda: s3.request(
-        "PUT", key, query={"partNumber": str(n), "uploadId": upload_id},
+        "PUT", entry.key, query={"partNumber": str(n), "uploadId": upload_id},
         headers=headers, body=body, payload_sha256="UNSIGNED-PAYLOAD"), s3)
-    return checked_etag(head, md5.hex()), md5
-
-
-def _attach_digests(entry: Entry, sha256: str, md5_b64: str) -> None:
-    """Copy the completed object onto itself with its sha256 (and its whole-file MD5, which
-    rclone reads as ``md5chksum``) in the metadata: the server copies, no byte is re-sent."""
-    s3 = workers.client()
-    headers = _meta_headers(entry.path, sha256, entry.mtime_ns)
-    headers["x-amz-meta-md5chksum"] = md5_b64
-    headers["x-amz-copy-source"] = quote(f"{s3.ep.bucket}/{entry.key}", safe="/~")
-    headers["x-amz-metadata-directive"] = "REPLACE"
-    # A 200 with an <Error> body (a copy failed late) is raised by ``request``.
-    with_retries(lambda: s3.request("PUT", entry.key, headers=headers), s3)
+    return checked_etag(head, md5.hex())
 
 
 def _complete(key: str, upload_id: str, etags: list[str], expected: str) -> str:
