@@ -81,7 +81,8 @@ class OutOfStock(Conflict):
         short = (f"{product.name} is sold out" if left <= 0
                  else f"only {left} of {product.name} left")
         super().__init__(f"Not enough stock: {short} and your cart asks for {wanted}; "
-                         "your order was not placed and nothing was charged.")
+                         "your order was not placed and nothing was charged: remove it from "
+                         "your cart (or add fewer) and check out again.")
 
 
 # One lock per process: it keeps this process's buyers apart, but another instance holds its

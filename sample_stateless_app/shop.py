@@ -55,6 +55,11 @@ def add_to_cart(product_id: int, quantity: int) -> None:
     g.pop("cart", None)
 
 
+def remove_from_cart(product_id: int) -> None:
+    redis_client().hdel(cart_key(), str(product_id))
+    g.pop("cart", None)
+
+
 def clear_cart() -> None:
     redis_client().delete(cart_key())
     g.pop("cart", None)
@@ -134,6 +139,18 @@ def cart_add():
     if get_db().get(Product, product_id) is None:
         abort(404, f"No product {product_id}.")
     add_to_cart(product_id, quantity)
+    return redirect(url_for("shop.cart"))
+
+
+@bp.post("/cart/remove")
+@login_required
+def cart_remove():
+    """Take a product out of the cart (all of it): the way out of a 409 for short stock."""
+    try:
+        product_id = int(request.form["product_id"])
+    except (KeyError, ValueError):
+        abort(400, "Send the product_id to remove.")
+    remove_from_cart(product_id)
     return redirect(url_for("shop.cart"))
 
 

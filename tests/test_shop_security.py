@@ -124,17 +124,19 @@ def test_every_post_form_carries_this_sessions_token(client):
     browser_login(client)
     client.post("/cart/add", data={"product_id": 1})
     token = token_on(client, "/account")
-    # product: add to cart, log out; cart: check out, log out; account: avatar, log out.
-    for path in ("/product/1", "/cart", "/account"):
+    # product: add to cart, log out; cart: remove the one line, check out, log out; account:
+    # avatar, log out.
+    for path, count in (("/product/1", 2), ("/cart", 3), ("/account", 2)):
         forms = re.findall(rb'<form method="post".*?</form>', client.get(path).data, re.S)
-        assert len(forms) == 2, path
-        assert [TOKEN_FIELD.search(f).group(1).decode() for f in forms] == [token] * 2, path
+        assert len(forms) == count, path
+        assert [TOKEN_FIELD.search(f).group(1).decode() for f in forms] == [token] * count, path
 
 
 @pytest.mark.parametrize(
     "path,form",
     [
         ("/cart/add", lambda: {"product_id": 2}),
+        ("/cart/remove", lambda: {"product_id": 1}),
         ("/checkout", dict),
         ("/logout", dict),
         ("/account/avatar", avatar_form),

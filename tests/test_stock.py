@@ -66,7 +66,8 @@ def test_buying_more_than_is_left_is_a_409_that_takes_nothing(app, client, auth)
     assert page.status_code == 409
     message = page.get_data(as_text=True).split('id="error">', 1)[1].split("<", 1)[0]
     assert message == ("Not enough stock: only 3 of Barista apron left and your cart asks for "
-                       "4; your order was not placed and nothing was charged.")
+                       "4; your order was not placed and nothing was charged: remove it from "
+                       "your cart (or add fewer) and check out again.")
     # All or nothing: the cup, which was there, was not taken either; no order; the cart stays.
     assert (stock(url, MANY), stock(url, APRON), sold(url, MANY)) == (before, 3, 0)
     assert 'data-product="6" data-quantity="4"' in client.get("/cart").get_data(as_text=True)
@@ -75,6 +76,14 @@ def test_buying_more_than_is_left_is_a_409_that_takes_nothing(app, client, auth)
     assert as_json.status_code == 409 and as_json.json["available"] == 3
     assert (as_json.json["product_id"], as_json.json["requested"]) == (APRON, 4)
     assert "Barista apron" in as_json.json["error"]
+
+    # The way out the message names: take the apron out, add fewer, check out.
+    assert client.post("/cart/remove", data={"product_id": APRON}).status_code == 302
+    assert 'data-product="6"' not in client.get("/cart").get_data(as_text=True)
+    client.post("/cart/add", data={"product_id": APRON, "quantity": 3})
+    assert client.post("/checkout").status_code == 302
+    assert (stock(url, APRON), sold(url, APRON), sold(url, MANY)) == (0, 3, 2)
+    assert client.post("/cart/remove", data={"product_id": "x"}).status_code == 400
 
 
 def test_the_last_items_can_be_bought_and_then_it_is_sold_out(app, client, auth):
