@@ -96,23 +96,9 @@ def spawn(command: list[str], log: Path | None, env: dict[str, str] | None = Non
 
 def _terminate(process: subprocess.Popen | None, sig: int = signal.SIGTERM,
                timeout: float = 10.0) -> None:
-    """Send ``sig`` to one process by its pid and reap it; SIGKILL if it outlives ``timeout``."""
-    if process is None:
-        return
-    if process.poll() is None:
-        try:
-            os.kill(process.pid, sig)
-        except ProcessLookupError:
-            pass
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.kill(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-    LIVE.discard(process)
+    """``stop_group`` for a server that may never have started."""
+    if process is not None:
+        stop_group(process, sig, timeout)
 
 
 def redis_server_binary() -> str:
