@@ -102,54 +102,39 @@ def export_sessions(
     bridges = [(spec, s.label) for spec, s in zip(sources, opened, strict=True)
                if s.kind == "bridge"]
     if bridges:
-        _export_tokens(bridges, open_target(redis_url, cluster), token, dry_run, result)
-        _export_hashes(bridges, open_target(redis_url, cluster), token, dry_run, result)
+        for kind in ("tokens", "hashes"):
+            _export_from_bridges(kind, bridges, open_target(redis_url, cluster), token,
+                                 dry_run, result)
     return result
 
 
-def _export_tokens(bridges: list[tuple[str, str]], target: Target, token: str | None,
-                   dry_run: bool, result: ExportResult) -> None:
-    """The bridges' live API tokens (hashed) next to the sessions, so no API client is
-    logged out either (``migrate.sessions.tokens``)."""
-    from migrate.sessions.tokens import bridge_tokens, export_tokens
+def _export_from_bridges(kind: str, bridges: list[tuple[str, str]], target: Target,
+                         token: str | None, dry_run: bool, result: ExportResult) -> None:
+    """What the bridges stream beside the sessions, so nothing else a user holds is lost:
+    ``kind`` "tokens", the live API tokens, hashed (``migrate.sessions.tokens``), or "hashes",
+    per-user hashes such as API carts, each increment added once whether the bridge's mirror
+    brought it already or not (``migrate.sessions.hashes``)."""
+    from migrate.sessions import hashes, tokens
+
+    path, what, export, label = {
+        "tokens": (tokens.TOKENS_PATH, "API tokens", tokens.export_tokens, "API token"),
+        "hashes": (hashes.HASHES_PATH, "hashes", hashes.export_hashes, "hash"),
+    }[kind]
 
     def records():
-        for spec, label in bridges:
-            for record in bridge_tokens(spec, token):
-                yield label, record
+        for spec, source in bridges:
+            for record in tokens.bridge_stream(spec, path, token, what):
+                yield source, record
 
     try:
-        done = export_tokens(records(), target.client, dry_run=dry_run)
+        done = export(records(), target.client, dry_run=dry_run)
     finally:
         target.close()
-    result.tokens_read += done.read
-    result.tokens_written += done.written
-    result.tokens_skipped += done.skipped
-    result.tokens_failed += len(done.failures)
-    result.failures += [Failure(source, "API token", reason) for source, reason in done.failures]
-
-
-def _export_hashes(bridges: list[tuple[str, str]], target: Target, token: str | None,
-                   dry_run: bool, result: ExportResult) -> None:
-    """The bridges' per-user hashes (e.g. API carts), each increment added once, whether the
-    bridge's mirror brought it already or not (``migrate.sessions.hashes``)."""
-    from migrate.sessions.hashes import HASHES_PATH, export_hashes
-    from migrate.sessions.tokens import bridge_stream
-
-    def records():
-        for spec, label in bridges:
-            for record in bridge_stream(spec, HASHES_PATH, token, "hashes"):
-                yield label, record
-
-    try:
-        done = export_hashes(records(), target.client, dry_run=dry_run)
-    finally:
-        target.close()
-    result.hashes_read += done.read
-    result.hashes_written += done.written
-    result.hashes_skipped += done.skipped
-    result.hashes_failed += len(done.failures)
-    result.failures += [Failure(source, "hash", reason) for source, reason in done.failures]
+    for count in ("read", "written", "skipped"):
+        name = f"{kind}_{count}"
+        setattr(result, name, getattr(result, name) + getattr(done, count))
+    setattr(result, f"{kind}_failed", getattr(result, f"{kind}_failed") + len(done.failures))
+    result.failures += [Failure(source, label, reason) for source, reason in done.failures]
 
 
 def auto_jobs(sources: list[Source]) -> int:

@@ -140,11 +140,6 @@ class TokenExport:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
 
 
-def bridge_tokens(url: str, bearer: str | None, timeout: float = 30.0) -> Iterator[dict]:
-    """The token records a bridge streams; none when the app has no token API (HTTP 404)."""
-    return bridge_stream(url, TOKENS_PATH, bearer, "API tokens", timeout)
-
-
 def bridge_stream(url: str, path: str, bearer: str | None, what: str,
                   timeout: float = 30.0) -> Iterator[dict]:
     """The NDJSON records a bridge streams at ``path`` (``what`` names them in errors), the
