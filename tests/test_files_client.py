@@ -233,19 +233,27 @@ def renewed_only_s3(tmp_path: Path) -> Iterator[S3Server]:
     server.stop()
 
 
-def test_expiring_credentials_are_renewed_from_their_provider(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, renewed_only_s3: S3Server) -> None:
+def credentials_from_a_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               region: str) -> Path:
+    """An AWS profile whose credentials come from ``credential_process`` (PROCESS), nothing in
+    the environment, a fresh botocore session; returns the file counting the process's calls."""
     script, calls = tmp_path / "creds.py", tmp_path / "calls"
     script.write_text(PROCESS)
     config = tmp_path / "aws-config"
-    config.write_text(f"[default]\nregion = us-east-1\n"
+    config.write_text(f"[default]\nregion = {region}\n"
                       f"credential_process = {sys.executable} {script} {calls}\n")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                 "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+                 "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setattr(transfer, "_session", None)  # a fresh process's botocore session
+    return calls
+
+
+def test_expiring_credentials_are_renewed_from_their_provider(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, renewed_only_s3: S3Server) -> None:
+    calls = credentials_from_a_process(tmp_path, monkeypatch, "us-east-1")
 
     # A run that started an hour ago: its key has lapsed and the server no longer knows it.
     lapsed = Endpoint(renewed_only_s3.url, "shop", "us-east-1", "AKIALAPSED00001",
@@ -271,17 +279,7 @@ def test_expiring_credentials_are_renewed_from_their_provider(
 
 def test_an_endpoint_from_a_provider_with_an_expiry_carries_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    script = tmp_path / "creds.py"
-    script.write_text(PROCESS)
-    config = tmp_path / "aws-config"
-    config.write_text(f"[default]\nregion = eu-west-3\n"
-                      f"credential_process = {sys.executable} {script} {tmp_path / 'calls'}\n")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
-                 "AWS_DEFAULT_REGION", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setattr(transfer, "_session", None)
+    credentials_from_a_process(tmp_path, monkeypatch, "eu-west-3")
     ep = transfer.endpoint_from_env("http://127.0.0.1:9", "shop")
     assert (ep.access_key, ep.region) == ("AKIARENEWED0001", "eu-west-3")
     assert ep.expires is not None and 3000 < ep.expires - time.time() <= 3600
