@@ -29,7 +29,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.security import check_password_hash
 
-from migrate.sessions.tokens import denylist_key, lookup
+from migrate.sessions.tokens import denylist_key, is_revoked, lookup
 from migrate.sessions.tokens import revoke as revoke_login
 
 from . import stores, tokens
@@ -178,7 +178,7 @@ def token_refresh():
         claims = tokens.verify(given, "refresh")
     except tokens.TokenError as exc:
         unauthorized(str(exc))
-    if redis_client().exists(denylist_key(claims.sid)):
+    if is_revoked(redis_client(), claims.sid):
         unauthorized("token revoked (logged out): log in again with POST /api/token")
     access = tokens.mint(claims.user_id, "access", claims.sid, claims.login_expires, now)
     return {"access_token": access, "token_type": "Bearer",

@@ -4,7 +4,6 @@ batched writes."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -12,10 +11,6 @@ from migrate import redact, redisurl
 from migrate.errors import ConnectionFailure
 from migrate.sessions.compat import socket_of
 from migrate.sessions.record import short_id
-
-
-def is_cluster_url(url: str) -> bool:
-    return urlsplit(url).scheme in ("redis+cluster", "rediss+cluster")
 
 
 def redis_client(url: str, cluster: bool = False, **options: Any) -> Any:
